@@ -1,0 +1,2 @@
+"""hunkwise's editor side: a pygls language server over ``training.engine`` and
+``training.review``."""

@@ -1,0 +1,1 @@
+"""From git history (and imported review datasets) to hunkwise records."""
