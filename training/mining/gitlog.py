@@ -1,0 +1,353 @@
+"""Stream a repository's history as commits with their file diffs: ONE ``git log -p``
+process through gitpython's command interface, parsed incrementally as it arrives.
+
+PyDriller-like vocabulary (commit -> file diff -> hunk), without a subprocess per commit.
+Nothing here writes into the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import git
+
+from training.errors import HunkwiseError
+from training.hunks import Hunk
+
+# Each commit's header starts with a NUL (diff lines never do) and ends with one.
+_FORMAT = "%x00%H%x1f%P%x1f%at%x1f%ct%x1f%aI%x1f%B%x00"
+_HUNK_HEADER = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$")
+
+#: Options that make git's output independent of the user's configuration.
+GIT_CONFIG = (
+    "-c",
+    "core.quotePath=false",
+    "-c",
+    "diff.noprefix=false",
+    "-c",
+    "diff.mnemonicPrefix=false",
+    "-c",
+    "diff.suppressBlankEmpty=false",
+    "-c",
+    "log.showSignature=false",
+    "-c",
+    "diff.renames=true",
+)
+DIFF_OPTIONS = (
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "-M",
+    "--unified=3",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+    "--diff-algorithm=myers",
+)
+
+
+@dataclass
+class FileDiff:
+    """One file's change in one commit."""
+
+    path: str
+    old_path: str
+    status: str  # "A" added, "D" deleted, "M" modified, "R" renamed
+    binary: bool = False
+    submodule: bool = False
+    undecodable: bool = False
+    size: int = 0  # bytes of diff body
+    hunks: list[Hunk] = field(default_factory=list)
+
+
+@dataclass
+class Commit:
+    """One commit of the walk, with its diff against its first parent."""
+
+    sha: str
+    parents: tuple[str, ...]
+    author_time: int
+    commit_time: int
+    author_date: str
+    message: str
+    files: list[FileDiff] = field(default_factory=list)
+
+    @property
+    def is_merge(self) -> bool:
+        return len(self.parents) > 1
+
+
+def open_repository(path: str | os.PathLike) -> git.Repo:
+    """A gitpython Repo for a working tree or a bare repository, or a clear error."""
+    try:
+        return git.Repo(path, search_parent_directories=False)
+    except git.NoSuchPathError as error:
+        raise HunkwiseError(f"{path}: no such directory") from error
+    except git.InvalidGitRepositoryError as error:
+        raise HunkwiseError(
+            f"{path}: not a git repository (run hunkwise inside a clone, or pass its path)"
+        ) from error
+
+
+def git_environment(repo: git.Repo) -> dict[str, str]:
+    """Environment for git children: the repository's git directory named explicitly (bare
+    mirrors without a config file included), no optional locks (no index refresh writes),
+    no pager, no prompts."""
+    return {
+        "GIT_DIR": str(repo.git_dir),
+        "GIT_OPTIONAL_LOCKS": "0",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_PAGER": "cat",
+        "LC_ALL": "C",
+    }
+
+
+def has_commits(repo: git.Repo, rev: str) -> bool:
+    try:
+        repo.git.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}", env=git_environment(repo))
+        return True
+    except git.GitCommandError:
+        return False
+
+
+def commit_order(
+    repo: git.Repo, rev: str, max_commits: int | None
+) -> list[tuple[str, tuple[str, ...]]]:
+    """(sha, parents) of the walk, parents before children (``--topo-order --reverse``)."""
+    args = ["--topo-order", "--reverse", "--parents"]
+    if max_commits:
+        args.append(f"--max-count={max_commits}")
+    out = repo.git.rev_list(*args, rev, env=git_environment(repo))
+    order = []
+    for line in out.splitlines():
+        sha, *parents = line.split()
+        order.append((sha, tuple(parents)))
+    return order
+
+
+def _unquote(path: bytes) -> bytes:
+    """Undo git's C-style quoting of a path ("a\\tb", octal escapes)."""
+    if not path.startswith(b'"'):
+        return path
+    body = path[1:-1] if path.endswith(b'"') else path[1:]
+    out = bytearray()
+    i = 0
+    simple = {
+        b"n": b"\n",
+        b"t": b"\t",
+        b'"': b'"',
+        b"\\": b"\\",
+        b"a": b"\a",
+        b"b": b"\b",
+        b"f": b"\f",
+        b"r": b"\r",
+        b"v": b"\v",
+    }
+    while i < len(body):
+        char = body[i : i + 1]
+        if char == b"\\" and i + 1 < len(body):
+            nxt = body[i + 1 : i + 2]
+            if nxt in simple:
+                out += simple[nxt]
+                i += 2
+                continue
+            if nxt.isdigit() and i + 3 < len(body) + 1:
+                out.append(int(body[i + 1 : i + 4], 8))
+                i += 4
+                continue
+        out += char
+        i += 1
+    return bytes(out)
+
+
+def _path(raw: bytes, prefix: bytes) -> str:
+    raw = raw.rstrip(b"\t")
+    raw = _unquote(raw)
+    if raw.startswith(prefix):
+        raw = raw[len(prefix) :]
+    return raw.decode("utf-8", "replace")
+
+
+def stream_commits(
+    repo: git.Repo, rev: str = "HEAD", max_commits: int | None = None
+) -> Iterator[Commit]:
+    """Every commit reachable from ``rev`` (newest ``max_commits`` only, if set), parents
+    first, each with its diff against its first parent (merges too, so lines can be
+    followed through them). One ``git log -p`` process for the whole walk."""
+    args = [
+        *GIT_CONFIG,
+        "log",
+        "--topo-order",
+        "--reverse",
+        "-p",
+        *DIFF_OPTIONS,
+        "--diff-merges=first-parent",
+        f"--format={_FORMAT}",
+    ]
+    if max_commits:
+        args.append(f"--max-count={max_commits}")
+    args += [rev, "--"]
+    process = repo.git.execute(["git", *args], as_process=True, env=git_environment(repo))
+    try:
+        yield from _parse(process.proc.stdout)
+    finally:
+        process.proc.stdout.close()
+        stderr = process.proc.stderr.read() if process.proc.stderr else b""
+        code = process.proc.wait()
+        if code not in (0, -13) and code is not None:  # -13: we stopped reading early
+            message = stderr.decode("utf-8", "replace").strip()
+            raise HunkwiseError(f"git log failed ({code}): {message}")
+
+
+_BODY = frozenset(b" +-\\")  # first bytes of a hunk's body lines
+
+
+def _parse(stream) -> Iterator[Commit]:
+    commit: Commit | None = None
+    file: FileDiff | None = None
+    hunk_head: tuple | None = None
+    body: list[bytes] = []
+    header_parts: list[bytes] = []
+    in_header = False
+
+    def finish_hunk() -> None:
+        nonlocal hunk_head, body
+        if hunk_head is not None and file is not None:
+            raw = b"".join(body)
+            file.size += len(raw)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                file.undecodable = True
+                text = raw.decode("utf-8", "replace")
+            lines = text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+            old_start, old_len, new_start, new_len, section = hunk_head
+            file.hunks.append(
+                Hunk(
+                    path=file.path,
+                    old_start=old_start,
+                    old_len=old_len,
+                    new_start=new_start,
+                    new_len=new_len,
+                    lines=tuple(lines) if text else (),
+                    header=section,
+                    old_path=file.old_path if file.old_path != file.path else None,
+                )
+            )
+        hunk_head = None
+        body = []
+
+    for raw in stream:
+        first = raw[0]
+        if hunk_head is not None and first in _BODY:
+            body.append(raw)
+            continue
+        if in_header:
+            raw = raw.rstrip(b"\n")
+            header_parts.append(raw)
+            if raw.endswith(b"\x00"):
+                in_header = False
+                commit = _commit_from_header(b"\n".join(header_parts))
+                header_parts = []
+            continue
+        raw = raw.rstrip(b"\n")
+        if first == 0:
+            finish_hunk()
+            if commit is not None:
+                yield commit
+            file = None
+            header_parts = [raw[1:]]
+            if raw.endswith(b"\x00") and len(raw) > 1:
+                commit = _commit_from_header(raw[1:])
+                header_parts = []
+            else:
+                in_header = True
+            continue
+        if commit is None:
+            continue
+        if raw.startswith(b"diff --git "):
+            finish_hunk()
+            file = _file_from_diff_line(raw)
+            commit.files.append(file)
+            continue
+        if file is None:
+            continue
+        if raw.startswith(b"@@"):
+            finish_hunk()
+            match = _HUNK_HEADER.match(raw)
+            if match is None:
+                continue
+            old_start, old_len, new_start, new_len, section = match.groups()
+            try:
+                heading = section.decode("utf-8")
+            except UnicodeDecodeError:
+                file.undecodable = True
+                heading = section.decode("utf-8", "replace")
+            hunk_head = (
+                int(old_start),
+                1 if old_len is None else int(old_len),
+                int(new_start),
+                1 if new_len is None else int(new_len),
+                heading,
+            )
+            file.size += len(raw) + 1
+            continue
+        finish_hunk()
+        if raw.startswith(b"--- "):
+            if raw != b"--- /dev/null":
+                file.old_path = _path(raw[4:], b"a/")
+        elif raw.startswith(b"+++ "):
+            if raw != b"+++ /dev/null":
+                file.path = _path(raw[4:], b"b/")
+        elif raw.startswith(b"new file mode"):
+            file.status = "A"
+            file.submodule = raw.endswith(b"160000")
+        elif raw.startswith(b"deleted file mode"):
+            file.status = "D"
+            file.submodule = raw.endswith(b"160000")
+        elif raw.startswith(b"rename from "):
+            file.old_path = _path(raw[12:], b"")
+            file.status = "R"
+        elif raw.startswith(b"rename to "):
+            file.path = _path(raw[10:], b"")
+            file.status = "R"
+        elif raw.startswith(b"index ") and raw.endswith(b" 160000"):
+            file.submodule = True
+        elif raw.startswith(b"Binary files ") or raw == b"GIT binary patch":
+            file.binary = True
+    finish_hunk()
+    if commit is not None:
+        yield commit
+
+
+def _commit_from_header(header: bytes) -> Commit:
+    text = header.rstrip(b"\x00").decode("utf-8", "replace")
+    sha, parents, author_time, commit_time, author_date, message = text.split("\x1f", 5)
+    return Commit(
+        sha=sha.strip(),
+        parents=tuple(parents.split()),
+        author_time=int(author_time),
+        commit_time=int(commit_time),
+        author_date=author_date,
+        message=message.strip("\n"),
+    )
+
+
+def _file_from_diff_line(raw: bytes) -> FileDiff:
+    # "diff --git a/X b/Y": ambiguous with spaces; ---/+++ or rename lines refine it.
+    body = raw[len(b"diff --git ") :]
+    if body.startswith(b'"'):
+        end = body.index(b'"', 1)
+        while body[end - 1 : end] == b"\\":
+            end = body.index(b'"', end + 1)
+        old, new = body[: end + 1], body[end + 2 :]
+    else:
+        half = (len(body) - 1) // 2
+        old, new = body[:half], body[half + 1 :]
+        if not (old.startswith(b"a/") and new.startswith(b"b/") and old[2:] == new[2:]):
+            split = body.find(b" b/")
+            old, new = body[:split], body[split + 1 :]
+    old_path, new_path = _path(old, b"a/"), _path(new, b"b/")
+    return FileDiff(path=new_path, old_path=old_path, status="M")
