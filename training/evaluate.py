@@ -1,0 +1,660 @@
+"""Evaluation: review-necessity metrics beside two baselines (majority class, LApredict),
+CodeReviewer-compatible BLEU-4 and exact match for generated text, and the bundle's report
+(``report.json``, ``report.md`` and two hand-written SVG plots).
+
+Everything here takes plain data (labels, scores, predictions, references), never a model:
+the engine produces predictions, this module only judges them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import numpy as np
+
+# --------------------------------------------------------------------------------------------
+# BLEU-4, exactly as CodeReviewer computes it
+# --------------------------------------------------------------------------------------------
+#
+# CodeReviewer's ``bleu_fromstr`` (CodeReviewer/code/evaluator/smooth_bleu.py in
+# github.com/microsoft/CodeBERT) chains three tokenizers; each step below is one of theirs, in
+# their order, because each changes the score: NLTK's wordpunct tokenization; stop-word
+# removal on those tokens (case-sensitive, before lower-casing); lower-casing and splitting
+# every punctuation character apart; then the NIST mteval-v11a normalisation of the MOSES
+# ``bleu.py`` it is built on. The mteval steps that cannot match after the punctuation split
+# (``<skipped>`` tags, hyphenated line ends, XML entities) are left out.
+#
+# ``\w`` is that of Python's ``re``, as in the NLTK CodeReviewer ran (3.7, 2022). Recent NLTK
+# (3.10.4 checked) tokenizes with the ``regex`` engine, whose ``\w`` differs on a few characters
+# (``½``, superscripts): text holding them scores differently there.
+
+_WORDPUNCT = re.compile(r"\w+|[^\w\s]+")  # nltk.wordpunct_tokenize
+_WORD_OR_PUNCT_CHAR = re.compile(r"\w+|[^\s\w]")  # CodeReviewer's splitPuncts
+_MTEVAL_RULES = [
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        (r"([\{-\~\[-\` -\&\(-\+\:-\@\/])", r" \1 "),  # punctuation, apostrophe excepted
+        (r"([^0-9])([\.,])", r"\1 \2 "),  # period and comma unless preceded by a digit
+        (r"([\.,])([^0-9])", r" \1 \2"),  # period and comma unless followed by a digit
+        (r"([0-9])(-)", r"\1 \2 "),  # dash preceded by a digit
+    )
+]
+_BLEU_ORDER = 4
+
+
+def load_stopwords(path: Path | str) -> set[str]:
+    """The stop words of a one-word-per-line file (CodeReviewer's ``stopwords.txt``)."""
+    text = Path(path).read_text(encoding="utf-8")
+    return {word.strip() for word in text.splitlines() if word.strip()}
+
+
+def bleu_tokens(text: str, stopwords: set[str] | None = None) -> list[str]:
+    """The tokens CodeReviewer's BLEU compares, after removing ``stopwords`` if given."""
+    words = _WORDPUNCT.findall(text)
+    if stopwords:
+        words = [word for word in words if word not in stopwords]
+    text = " ".join(_WORD_OR_PUNCT_CHAR.findall(" ".join(words).lower()))
+    text = f" {text} ".lower()
+    for pattern, replacement in _MTEVAL_RULES:
+        text = pattern.sub(replacement, text)
+    return text.split()
+
+
+def _ngram_counts(tokens: Sequence[str]) -> Counter[tuple[str, ...]]:
+    counts: Counter[tuple[str, ...]] = Counter()
+    for n in range(1, _BLEU_ORDER + 1):
+        for start in range(len(tokens) - n + 1):
+            counts[tuple(tokens[start : start + n])] += 1
+    return counts
+
+
+def sentence_bleu4(prediction: Sequence[str], reference: Sequence[str]) -> float:
+    """Smoothed BLEU-4 of one tokenized prediction (0-1): add-one smoothing for n > 1 and
+    the MOSES brevity penalty ``min(0, 1 - (r + 1) / (c + 1))`` in log space.
+
+    The arithmetic follows ``score_cooked`` step by step so that averages agree with
+    CodeReviewer's to the last digit; an empty prediction of an empty reference scores 1.
+    """
+    reference_counts = _ngram_counts(reference)
+    correct = [0] * _BLEU_ORDER
+    for ngram, count in _ngram_counts(prediction).items():
+        correct[len(ngram) - 1] += min(reference_counts.get(ngram, 0), count)
+    tiny = sys.float_info.min  # keeps log() finite where nothing matched
+    log_bleu = 0.0
+    for k in range(_BLEU_ORDER):
+        guess = max(len(prediction) - k, 0)
+        smooth = 1 if k > 0 else 0
+        log_bleu += math.log(correct[k] + smooth + tiny) - math.log(guess + smooth + tiny)
+    log_bleu /= float(_BLEU_ORDER)
+    log_bleu += min(0, 1 - float(len(reference) + 1) / (len(prediction) + 1))
+    return math.exp(log_bleu)
+
+
+def _check_pairs(predictions: Sequence, references: Sequence) -> None:
+    if len(predictions) != len(references):
+        raise ValueError(
+            f"{len(predictions)} predictions for {len(references)} references; "
+            "they must pair up one to one"
+        )
+    if not predictions:
+        raise ValueError("nothing to score: no predictions")
+
+
+def bleu4(
+    predictions: Sequence[str], references: Sequence[str], stopwords: set[str] | None = None
+) -> float:
+    """Smoothed sentence BLEU-4 averaged over the set, 0-100 rounded to 2 decimals.
+
+    Equal to CodeReviewer's ``bleu_fromstr(predictions, references, rmstop=...)``; pass
+    ``stopwords`` (see :func:`load_stopwords`) for their ``rmstop=True``.
+    """
+    _check_pairs(predictions, references)
+    total = 0.0
+    for prediction, reference in zip(predictions, references, strict=True):
+        total += sentence_bleu4(
+            bleu_tokens(prediction, stopwords), bleu_tokens(reference, stopwords)
+        )
+    return round(total * 100.0 / len(predictions), 2)
+
+
+def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Percentage (0-100, 2 decimals) of predictions equal to their reference once runs of
+    whitespace are collapsed and the ends trimmed."""
+    _check_pairs(predictions, references)
+    hits = sum(
+        " ".join(prediction.split()) == " ".join(reference.split())
+        for prediction, reference in zip(predictions, references, strict=True)
+    )
+    return round(100.0 * hits / len(predictions), 2)
+
+
+# --------------------------------------------------------------------------------------------
+# Review necessity (binary: 1 = "yes", needs review)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassificationMetrics:
+    """Review-necessity metrics of one scorer on one split.
+
+    Precision, recall and F1 are those of the positive class "yes" and, like accuracy and
+    ROC AUC, fractions in 0-1. A hunk counts as flagged when its score is at least
+    ``threshold``. ``roc_auc`` is None when the split holds only one class.
+    """
+
+    precision: float
+    recall: float
+    f1: float
+    accuracy: float
+    roc_auc: float | None
+    threshold: float
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+    true_negatives: int
+
+    @property
+    def support_yes(self) -> int:
+        return self.true_positives + self.false_negatives
+
+    @property
+    def support_no(self) -> int:
+        return self.false_positives + self.true_negatives
+
+
+@dataclass(frozen=True)
+class PrecisionRecallCurve:
+    """Precision and recall of "yes" at each distinct score, highest threshold first."""
+
+    thresholds: tuple[float, ...]
+    precision: tuple[float, ...]
+    recall: tuple[float, ...]
+
+
+def _labels_and_scores(
+    labels: Sequence[int], scores: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    _check_pairs(scores, labels)
+    y = np.asarray(labels, dtype=np.int64)
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0 (no) or 1 (yes)")
+    s = np.asarray(scores, dtype=np.float64)
+    if not np.isfinite(s).all():
+        raise ValueError("scores must be finite numbers")
+    return y, s
+
+
+def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
+    """ROC AUC as the Mann-Whitney statistic (tied scores count one half); None when only
+    one class is present."""
+    y, s = _labels_and_scores(labels, scores)
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    if positives == 0 or negatives == 0:
+        return None
+    _, group, group_size = np.unique(s, return_inverse=True, return_counts=True)
+    # Average 1-based rank of each group of tied scores.
+    group_rank = np.cumsum(group_size) - (group_size - 1) / 2.0
+    rank_sum = float(group_rank[group][y == 1].sum())
+    return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
+
+
+def classification_metrics(
+    labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5
+) -> ClassificationMetrics:
+    """Precision, recall, F1 of "yes", accuracy and ROC AUC of ``scores`` (P(yes)) against
+    ``labels`` (1 = yes). A ratio with nothing to count (no flagged hunk, no positive) is 0."""
+    y, s = _labels_and_scores(labels, scores)
+    flagged = s >= threshold
+    tp = int((flagged & (y == 1)).sum())
+    fp = int((flagged & (y == 0)).sum())
+    fn = int((~flagged & (y == 1)).sum())
+    tn = int((~flagged & (y == 0)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return ClassificationMetrics(
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        accuracy=(tp + tn) / len(y),
+        roc_auc=roc_auc(labels, scores),
+        threshold=threshold,
+        true_positives=tp,
+        false_positives=fp,
+        false_negatives=fn,
+        true_negatives=tn,
+    )
+
+
+def precision_recall_curve(labels: Sequence[int], scores: Sequence[float]) -> PrecisionRecallCurve:
+    """Precision and recall of "yes" when flagging every score at or above each distinct
+    score; recall is 0 throughout when there is no positive."""
+    y, s = _labels_and_scores(labels, scores)
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    true_positives = np.cumsum(y)
+    flagged = np.arange(1, len(y) + 1)
+    # The last position of each run of equal scores: a threshold flags the whole run.
+    ends = np.flatnonzero(np.append(s[1:] != s[:-1], True))
+    positives = int(y.sum())
+    precision = true_positives[ends] / flagged[ends]
+    recall = true_positives[ends] / positives if positives else np.zeros(len(ends))
+    return PrecisionRecallCurve(
+        thresholds=tuple(float(t) for t in s[ends]),
+        precision=tuple(float(p) for p in precision),
+        recall=tuple(float(r) for r in recall),
+    )
+
+
+def hunk_line_counts(hunk_text: str) -> tuple[int, int]:
+    """Lines added and deleted in a hunk: the ``+``/``-`` lines after its first ``@@``
+    header (the whole text when there is none)."""
+    lines = hunk_text.split("\n")
+    for index, line in enumerate(lines):
+        if line.startswith("@@"):
+            lines = lines[index + 1 :]
+            break
+    added = sum(1 for line in lines if line.startswith("+"))
+    deleted = sum(1 for line in lines if line.startswith("-"))
+    return added, deleted
+
+
+def majority_label(train_labels: Sequence[int]) -> int:
+    """The more frequent label of the training split (ties: 0, flag nothing)."""
+    if not train_labels:
+        raise ValueError("no training labels to take a majority of")
+    positives = sum(1 for label in train_labels if label == 1)
+    return 1 if positives > len(train_labels) - positives else 0
+
+
+@dataclass(frozen=True)
+class LApredictModel:
+    """LApredict (Zeng et al., ISSTA 2021): logistic regression on the lines added and
+    deleted by a change, as log1p features standardised on the training split."""
+
+    mean: tuple[float, float]
+    scale: tuple[float, float]
+    weights: tuple[float, float]
+    bias: float
+
+    def predict_proba(self, features: Sequence[tuple[int, int]]) -> list[float]:
+        """P(yes) for each (lines added, lines deleted)."""
+        if not features:
+            return []
+        z = _standardise(features, self.mean, self.scale) @ np.asarray(self.weights) + self.bias
+        return [float(p) for p in np.exp(-np.logaddexp(0.0, -z))]
+
+
+def _log_features(features: Sequence[tuple[int, int]]) -> np.ndarray:
+    return np.log1p(np.asarray(features, dtype=np.float64).reshape(-1, 2))
+
+
+def _standardise(
+    features: Sequence[tuple[int, int]], mean: Sequence[float], scale: Sequence[float]
+) -> np.ndarray:
+    return (_log_features(features) - np.asarray(mean)) / np.asarray(scale)
+
+
+def lapredict_fit(
+    train_features: Sequence[tuple[int, int]],
+    train_labels: Sequence[int],
+    l2: float = 1e-3,
+    max_steps: int = 200,
+) -> LApredictModel:
+    """Fit LApredict by damped Newton steps on the L2-regularised mean log loss.
+
+    ``train_features`` are (lines added, lines deleted) per hunk, see :func:`hunk_line_counts`.
+    The small L2 term (on the bias too) keeps the fit finite on separable or one-class data.
+    """
+    y = np.asarray(train_labels, dtype=np.float64)
+    if len(train_features) != len(y) or len(y) == 0:
+        raise ValueError("LApredict needs as many labels as feature pairs, and at least one")
+    raw = _log_features(train_features)
+    mean = raw.mean(axis=0)
+    scale = raw.std(axis=0)
+    scale[scale == 0] = 1.0
+    x = np.hstack([(raw - mean) / scale, np.ones((len(y), 1))])
+    n = len(y)
+
+    def objective(theta: np.ndarray) -> float:
+        z = x @ theta
+        return float(np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * theta @ theta)
+
+    theta = np.zeros(3)
+    current = objective(theta)
+    for _ in range(max_steps):
+        p = np.exp(-np.logaddexp(0.0, -(x @ theta)))
+        gradient = x.T @ (p - y) / n + l2 * theta
+        hessian = (x * (p * (1 - p))[:, None]).T @ x / n + l2 * np.eye(3)
+        step = np.linalg.solve(hessian, gradient)
+        size = 1.0
+        while size > 1e-8 and objective(theta - size * step) > current:
+            size /= 2
+        theta = theta - size * step
+        current = objective(theta)
+        if float(np.abs(size * step).max()) < 1e-10:
+            break
+    return LApredictModel(
+        mean=(float(mean[0]), float(mean[1])),
+        scale=(float(scale[0]), float(scale[1])),
+        weights=(float(theta[0]), float(theta[1])),
+        bias=float(theta[2]),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RnpReport:
+    """Review necessity on the test split: the adapter beside the two baselines."""
+
+    model: ClassificationMetrics
+    majority: ClassificationMetrics
+    lapredict: ClassificationMetrics
+    majority_label: int
+    model_curve: PrecisionRecallCurve
+    lapredict_curve: PrecisionRecallCurve
+    train_records: int
+    test_records: int
+
+
+@dataclass(frozen=True)
+class GenerationReport:
+    """Generated text (comments, refinements, edits) against the references of one split.
+
+    BLEU-4 and exact match are 0-100; ``bleu4_stopwords_removed`` is set only when a stop-word
+    list was given (the review-comment task).
+    """
+
+    records: int
+    bleu4: float
+    exact_match: float
+    bleu4_stopwords_removed: float | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Everything written next to a bundle's adapters. ``records`` counts records per task
+    and split; ``loss`` holds (step, training loss) per task."""
+
+    rnp: RnpReport | None = None
+    rcg: GenerationReport | None = None
+    cr: GenerationReport | None = None
+    edit: GenerationReport | None = None
+    records: dict[str, dict[str, int]] = field(default_factory=dict)
+    loss: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+    def metrics(self) -> dict:
+        """The report's numbers without curves and loss: what a bundle manifest records."""
+        data = self.to_dict()
+        data.pop("loss")
+        if data["rnp"] is not None:
+            data["rnp"].pop("model_curve")
+            data["rnp"].pop("lapredict_curve")
+        return data
+
+    def to_dict(self) -> dict:
+        """JSON-ready: non-finite numbers (a diverged loss) become null."""
+        return _json_safe(asdict(self))
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def evaluate_rnp(
+    scores: Sequence[float],
+    test_labels: Sequence[int],
+    test_hunks: Sequence[str],
+    train_labels: Sequence[int],
+    train_hunks: Sequence[str],
+    threshold: float = 0.5,
+) -> RnpReport:
+    """Score the adapter's P(yes) on the test hunks and fit both baselines on the train split."""
+    if len(test_hunks) != len(test_labels):
+        raise ValueError(f"{len(test_hunks)} test hunks for {len(test_labels)} labels")
+    if len(train_hunks) != len(train_labels):
+        raise ValueError(f"{len(train_hunks)} train hunks for {len(train_labels)} labels")
+    majority = majority_label(train_labels)
+    lapredict = lapredict_fit([hunk_line_counts(h) for h in train_hunks], train_labels)
+    lapredict_scores = lapredict.predict_proba([hunk_line_counts(h) for h in test_hunks])
+    return RnpReport(
+        model=classification_metrics(test_labels, scores, threshold),
+        majority=classification_metrics(
+            test_labels, [float(majority)] * len(test_labels), threshold
+        ),
+        lapredict=classification_metrics(test_labels, lapredict_scores, threshold),
+        majority_label=majority,
+        model_curve=precision_recall_curve(test_labels, scores),
+        lapredict_curve=precision_recall_curve(test_labels, lapredict_scores),
+        train_records=len(train_labels),
+        test_records=len(test_labels),
+    )
+
+
+def evaluate_generation(
+    predictions: Sequence[str], references: Sequence[str], stopwords: set[str] | None = None
+) -> GenerationReport:
+    """BLEU-4 and exact match; with ``stopwords``, also BLEU-4 after removing them."""
+    return GenerationReport(
+        records=len(references),
+        bleu4=bleu4(predictions, references),
+        exact_match=exact_match(predictions, references),
+        bleu4_stopwords_removed=(
+            None if stopwords is None else bleu4(predictions, references, stopwords)
+        ),
+    )
+
+
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
+
+
+def line_chart_svg(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    title: str,
+    x_label: str,
+    y_label: str,
+    x_range: tuple[float, float] | None = None,
+    y_range: tuple[float, float] | None = None,
+    width: int = 640,
+    height: int = 400,
+) -> str:
+    """A line chart as a standalone SVG document: one polyline per named series, axes with
+    five ticks each, a legend. Non-finite points are skipped."""
+    lines = {
+        name: [(float(x), float(y)) for x, y in points if math.isfinite(x) and math.isfinite(y)]
+        for name, points in series.items()
+    }
+    lines = {name: points for name, points in lines.items() if points}
+    left, right, top, bottom = 70, 160, 40, 50
+    plot_w, plot_h = width - left - right, height - top - bottom
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{width / 2:.1f}" y="22" text-anchor="middle" font-size="15">{escape(title)}</text>',
+    ]
+    if not lines:
+        out.append(
+            f'<text x="{width / 2:.1f}" y="{height / 2:.1f}" text-anchor="middle">no data</text>'
+        )
+        return "\n".join([*out, "</svg>"]) + "\n"
+
+    def span(values: list[float], fixed: tuple[float, float] | None) -> tuple[float, float]:
+        low, high = fixed if fixed is not None else (min(values), max(values))
+        return (low - 0.5, high + 0.5) if high == low else (low, high)
+
+    x0, x1 = span([x for points in lines.values() for x, _ in points], x_range)
+    y0, y1 = span([y for points in lines.values() for _, y in points], y_range)
+
+    def px(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * plot_w
+
+    def py(y: float) -> float:
+        return top + plot_h - (y - y0) / (y1 - y0) * plot_h
+
+    out.append(
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#444"/>'
+    )
+    for i in range(5):
+        x = x0 + (x1 - x0) * i / 4
+        y = y0 + (y1 - y0) * i / 4
+        out.append(
+            f'<line x1="{px(x):.1f}" y1="{top + plot_h}" x2="{px(x):.1f}" y2="{top + plot_h + 5}" '
+            f'stroke="#444"/><text x="{px(x):.1f}" y="{top + plot_h + 18}" '
+            f'text-anchor="middle">{x:.3g}</text>'
+        )
+        out.append(
+            f'<line x1="{left - 5}" y1="{py(y):.1f}" x2="{left}" y2="{py(y):.1f}" stroke="#444"/>'
+            f'<text x="{left - 8}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.3g}</text>'
+        )
+    out.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 10}" text-anchor="middle">'
+        f"{escape(x_label)}</text>"
+    )
+    out.append(
+        f'<text x="18" y="{top + plot_h / 2:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 18 {top + plot_h / 2:.1f})">{escape(y_label)}</text>'
+    )
+    for index, (name, points) in enumerate(lines.items()):
+        colour = _PALETTE[index % len(_PALETTE)]
+        coordinates = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
+        out.append(
+            f'<polyline points="{coordinates}" fill="none" stroke="{colour}" stroke-width="1.5">'
+            f"<title>{escape(name)}</title></polyline>"
+        )
+        legend_y = top + 10 + 18 * index
+        out.append(
+            f'<line x1="{left + plot_w + 12}" y1="{legend_y}" x2="{left + plot_w + 32}" '
+            f'y2="{legend_y}" stroke="{colour}" stroke-width="2"/>'
+            f'<text x="{left + plot_w + 38}" y="{legend_y + 4}">{escape(name)}</text>'
+        )
+    return "\n".join([*out, "</svg>"]) + "\n"
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def _auc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def report_markdown(report: EvaluationReport) -> str:
+    """The report as Markdown tables, linking the two plots."""
+    out = ["# hunkwise evaluation", ""]
+    if report.records:
+        splits = sorted({split for counts in report.records.values() for split in counts})
+        order = {"train": 0, "valid": 1, "test": 2}
+        splits.sort(key=lambda split: (order.get(split, 3), split))
+        out += ["## Records", "", "| task | " + " | ".join(splits) + " |"]
+        out.append("|---|" + "---:|" * len(splits))
+        for task, counts in report.records.items():
+            out.append(f"| {task} | " + " | ".join(str(counts.get(s, 0)) for s in splits) + " |")
+        out.append("")
+    if report.rnp is not None:
+        rnp = report.rnp
+        label = "yes" if rnp.majority_label == 1 else "no"
+        out += [
+            "## Review necessity (RNP)",
+            "",
+            f"Test split: {rnp.test_records} hunks ({rnp.model.support_yes} yes, "
+            f"{rnp.model.support_no} no); baselines fitted on {rnp.train_records} train hunks. "
+            f"A hunk is flagged when P(yes) >= {rnp.model.threshold:g}. "
+            'Precision, recall and F1 are those of "yes", in percent.',
+            "",
+            "| scorer | precision | recall | F1 | accuracy | ROC AUC |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, m in (
+            ("hunkwise (rnp adapter)", rnp.model),
+            (f'majority class ("{label}")', rnp.majority),
+            ("LApredict (lines added/deleted)", rnp.lapredict),
+        ):
+            out.append(
+                f"| {name} | {_percent(m.precision)} | {_percent(m.recall)} | {_percent(m.f1)} "
+                f"| {_percent(m.accuracy)} | {_auc(m.roc_auc)} |"
+            )
+        out += ["", "![precision-recall curve](rnp_pr.svg)", ""]
+    if report.rcg is not None:
+        out += [
+            "## Review comments (RCG)",
+            "",
+            "Smoothed sentence BLEU-4 averaged over the set, as CodeReviewer computes it.",
+            "",
+            "| records | BLEU-4 | BLEU-4 (stop words removed) |",
+            "|---:|---:|---:|",
+            f"| {report.rcg.records} | {report.rcg.bleu4:.2f} "
+            f"| {_number(report.rcg.bleu4_stopwords_removed)} |",
+            "",
+        ]
+    generated = [(name, r) for name, r in (("cr", report.cr), ("edit", report.edit)) if r]
+    if generated:
+        out += [
+            "## Code refinement (CR) and instruction edits",
+            "",
+            "Exact match compares whitespace-normalised text.",
+            "",
+            "| task | records | BLEU-4 | exact match |",
+            "|---|---:|---:|---:|",
+        ]
+        out += [
+            f"| {n} | {r.records} | {r.bleu4:.2f} | {r.exact_match:.2f} |" for n, r in generated
+        ]
+        out.append("")
+    if report.loss:
+        out += ["## Training loss", "", "![training loss](loss.svg)", ""]
+    return "\n".join(out)
+
+
+def write_report(bundle_dir: Path, report: EvaluationReport) -> None:
+    """Write ``report.json``, ``report.md``, ``loss.svg`` and ``rnp_pr.svg`` into ``bundle_dir``."""
+    bundle_dir = Path(bundle_dir)
+    bundle_dir.mkdir(parents=True, exist_ok=True)
+    (bundle_dir / "report.json").write_text(
+        json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8"
+    )
+    (bundle_dir / "report.md").write_text(report_markdown(report), encoding="utf-8")
+    (bundle_dir / "loss.svg").write_text(
+        line_chart_svg(report.loss, "Training loss", "step", "loss"), encoding="utf-8"
+    )
+    curves = {}
+    if report.rnp is not None:
+        for name, curve in (
+            ("hunkwise", report.rnp.model_curve),
+            ("LApredict", report.rnp.lapredict_curve),
+        ):
+            curves[name] = list(zip(curve.recall, curve.precision, strict=True))
+    (bundle_dir / "rnp_pr.svg").write_text(
+        line_chart_svg(
+            curves,
+            "Review necessity: precision-recall",
+            "recall (yes)",
+            "precision (yes)",
+            x_range=(0.0, 1.0),
+            y_range=(0.0, 1.0),
+        ),
+        encoding="utf-8",
+    )
