@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TEMPLATE_NAME = "alpaca-v1"
@@ -121,7 +121,7 @@ class Record:
             "instruction": self.instruction,
             "input": self.input,
             "output": self.output,
-            "meta": asdict(self.meta),
+            "meta": self.meta.__dict__.copy(),
         }
 
     def to_json(self) -> str:

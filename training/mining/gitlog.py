@@ -19,7 +19,6 @@ from training.hunks import Hunk
 
 # Each commit's header starts with a NUL (diff lines never do) and ends with one.
 _FORMAT = "%x00%H%x1f%P%x1f%at%x1f%ct%x1f%aI%x1f%B%x00"
-_HUNK_HEADER = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$")
 
 #: Options that make git's output independent of the user's configuration.
 GIT_CONFIG = (
@@ -201,100 +200,53 @@ def stream_commits(
             raise HunkwiseError(f"git log failed ({code}): {message}")
 
 
-_BODY = frozenset(b" +-\\")  # first bytes of a hunk's body lines
+_COMMIT_HEADER = re.compile(rb"\x00([^\x00]*)\x00\n?")
+_FILE_START = re.compile(rb"^diff --git ", re.MULTILINE)
+_HUNK_START = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)\n?", re.MULTILINE)
+_CHUNK = 1 << 22
 
 
 def _parse(stream) -> Iterator[Commit]:
-    commit: Commit | None = None
-    file: FileDiff | None = None
-    hunk_head: tuple | None = None
-    body: list[bytes] = []
-    header_parts: list[bytes] = []
-    in_header = False
+    """Commits from ``git log -p`` output, read in large chunks.
 
-    def finish_hunk() -> None:
-        nonlocal hunk_head, body
-        if hunk_head is not None and file is not None:
-            raw = b"".join(body)
-            file.size += len(raw)
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                file.undecodable = True
-                text = raw.decode("utf-8", "replace")
-            lines = text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
-            old_start, old_len, new_start, new_len, section = hunk_head
-            file.hunks.append(
-                Hunk(
-                    path=file.path,
-                    old_start=old_start,
-                    old_len=old_len,
-                    new_start=new_start,
-                    new_len=new_len,
-                    lines=tuple(lines) if text else (),
-                    header=section,
-                    old_path=file.old_path if file.old_path != file.path else None,
-                )
-            )
-        hunk_head = None
-        body = []
+    Git prints no NUL bytes in a diff (such files are "binary"), so each commit's
+    NUL-delimited header splits the stream; within a commit, file and hunk boundaries are
+    found with regular expressions over the whole text, and each hunk's body is decoded
+    and split in one go rather than line by line.
+    """
+    buffer = b""
+    while True:
+        chunk = stream.read(_CHUNK)
+        buffer += chunk
+        headers = list(_COMMIT_HEADER.finditer(buffer))
+        # Without more input, the last commit in the buffer may still be incomplete.
+        complete = headers if not chunk else headers[:-1]
+        for index, match in enumerate(complete):
+            end = headers[index + 1].start() if index + 1 < len(headers) else len(buffer)
+            commit = _commit_from_header(match.group(1))
+            commit.files = _parse_files(buffer, match.end(), end)
+            yield commit
+        if not chunk:
+            return
+        if len(headers) > 1:
+            buffer = buffer[headers[-1].start() :]
 
-    for raw in stream:
-        first = raw[0]
-        if hunk_head is not None and first in _BODY:
-            body.append(raw)
-            continue
-        if in_header:
-            raw = raw.rstrip(b"\n")
-            header_parts.append(raw)
-            if raw.endswith(b"\x00"):
-                in_header = False
-                commit = _commit_from_header(b"\n".join(header_parts))
-                header_parts = []
-            continue
-        raw = raw.rstrip(b"\n")
-        if first == 0:
-            finish_hunk()
-            if commit is not None:
-                yield commit
-            file = None
-            header_parts = [raw[1:]]
-            if raw.endswith(b"\x00") and len(raw) > 1:
-                commit = _commit_from_header(raw[1:])
-                header_parts = []
-            else:
-                in_header = True
-            continue
-        if commit is None:
-            continue
-        if raw.startswith(b"diff --git "):
-            finish_hunk()
-            file = _file_from_diff_line(raw)
-            commit.files.append(file)
-            continue
-        if file is None:
-            continue
-        if raw.startswith(b"@@"):
-            finish_hunk()
-            match = _HUNK_HEADER.match(raw)
-            if match is None:
-                continue
-            old_start, old_len, new_start, new_len, section = match.groups()
-            try:
-                heading = section.decode("utf-8")
-            except UnicodeDecodeError:
-                file.undecodable = True
-                heading = section.decode("utf-8", "replace")
-            hunk_head = (
-                int(old_start),
-                1 if old_len is None else int(old_len),
-                int(new_start),
-                1 if new_len is None else int(new_len),
-                heading,
-            )
-            file.size += len(raw) + 1
-            continue
-        finish_hunk()
+
+def _parse_files(data: bytes, start: int, end: int) -> list[FileDiff]:
+    starts = [m.start() for m in _FILE_START.finditer(data, start, end)]
+    files = []
+    for index, file_start in enumerate(starts):
+        file_end = starts[index + 1] if index + 1 < len(starts) else end
+        files.append(_parse_file(data, file_start, file_end))
+    return files
+
+
+def _parse_file(data: bytes, start: int, end: int) -> FileDiff:
+    first_hunk = _HUNK_START.search(data, start, end)
+    header_end = first_hunk.start() if first_hunk else end
+    header = data[start:header_end].split(b"\n")
+    file = _file_from_diff_line(header[0])
+    for raw in header[1:]:
         if raw.startswith(b"--- "):
             if raw != b"--- /dev/null":
                 file.old_path = _path(raw[4:], b"a/")
@@ -317,9 +269,37 @@ def _parse(stream) -> Iterator[Commit]:
             file.submodule = True
         elif raw.startswith(b"Binary files ") or raw == b"GIT binary patch":
             file.binary = True
-    finish_hunk()
-    if commit is not None:
-        yield commit
+    if first_hunk is None:
+        return file
+    file.size = end - header_end
+    old_path = file.old_path if file.old_path != file.path else None
+    heads = list(_HUNK_START.finditer(data, header_end, end))
+    for index, head in enumerate(heads):
+        body_end = heads[index + 1].start() if index + 1 < len(heads) else end
+        raw = data[head.end() : body_end]
+        try:
+            text = raw.decode("utf-8")
+            heading = head.group(5).decode("utf-8")
+        except UnicodeDecodeError:
+            file.undecodable = True
+            text = raw.decode("utf-8", "replace")
+            heading = head.group(5).decode("utf-8", "replace")
+        if text.endswith("\n"):
+            text = text[:-1]
+        old_start, old_len, new_start, new_len = head.group(1, 2, 3, 4)
+        file.hunks.append(
+            Hunk(
+                path=file.path,
+                old_start=int(old_start),
+                old_len=1 if old_len is None else int(old_len),
+                new_start=int(new_start),
+                new_len=1 if new_len is None else int(new_len),
+                lines=tuple(text.split("\n")) if text else (),
+                header=heading,
+                old_path=old_path,
+            )
+        )
+    return file
 
 
 def _commit_from_header(header: bytes) -> Commit:

@@ -78,7 +78,8 @@ class History:
     traces: list[FixTrace] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     boundary: set[str] = field(default_factory=set)
-    hunks_seen: int = 0
+    hunks_seen: int = 0  # hunks of non-merge commits in files the filters kept
+    hunks_total: int = 0  # every hunk of non-merge commits
 
     @cached_property
     def newest_time(self) -> int:
@@ -132,6 +133,8 @@ class _Walk:
         recordable = not commit.is_merge and not boundary
         if recordable and first and is_fix(commit.message):
             self._trace_fix(commit, base)
+        if recordable:
+            history.hunks_total += sum(len(file.hunks) for file in commit.files)
         updates: dict[str, FileLines] = {}
         removals: set[str] = set()
         for file in commit.files:
@@ -378,6 +381,7 @@ def mine_repository(repo_path: Path, out: Path, options: MineOptions, console=No
             for c in commits
             if not c.is_merge and is_fix(c.message) and c.sha not in history.boundary
         ),
+        "hunks_total": history.hunks_total,
         "hunks": history.hunks_seen,
         "candidate_hunks": len(history.candidates),
         "fixed_lines_traced": len(history.traces),
