@@ -421,3 +421,16 @@ def test_commit_dates_are_utc(story, tmp_path):
     first = next(r for r in records["edit"] if r.meta.commit == shas["init"])
     assert first.meta.time == "2023-11-15T22:13:20+00:00"
     assert BASE_TIME + 86400 == 1_700_086_400
+
+
+def test_parallel_git_processes_give_the_same_dataset(tmp_path):
+    repo = GitRepo(tmp_path / "jobs")
+    random_history(repo, seed=7, commits=24)
+    one, records_one = mine(repo.path, tmp_path / "one", horizon_commits=4)
+    three, records_three = mine(repo.path, tmp_path / "three", horizon_commits=4, jobs=3)
+    one.pop("seconds")
+    three.pop("seconds")
+    assert one == three
+    assert {k: [r.to_dict() for r in v] for k, v in records_one.items()} == {
+        k: [r.to_dict() for r in v] for k, v in records_three.items()
+    }

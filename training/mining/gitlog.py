@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import git
 
@@ -169,33 +172,81 @@ def _path(raw: bytes, prefix: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def stream_commits(
-    repo: git.Repo, rev: str = "HEAD", max_commits: int | None = None
-) -> Iterator[Commit]:
-    """Every commit reachable from ``rev`` (newest ``max_commits`` only, if set), parents
-    first, each with its diff against its first parent (merges too, so lines can be
-    followed through them). One ``git log -p`` process for the whole walk."""
-    args = [
+def _log_args(*extra: str) -> list[str]:
+    return [
         *GIT_CONFIG,
         "log",
-        "--topo-order",
-        "--reverse",
         "-p",
         *DIFF_OPTIONS,
         "--diff-merges=first-parent",
         f"--format={_FORMAT}",
+        *extra,
     ]
-    if max_commits:
-        args.append(f"--max-count={max_commits}")
-    args += [rev, "--"]
-    process = repo.git.execute(["git", *args], as_process=True, env=git_environment(repo))
+
+
+def stream_commits(
+    repo: git.Repo,
+    rev: str = "HEAD",
+    max_commits: int | None = None,
+    jobs: int = 1,
+    order: list[str] | None = None,
+) -> Iterator[Commit]:
+    """Every commit reachable from ``rev`` (newest ``max_commits`` only, if set), parents
+    first, each with its diff against its first parent (merges too, so lines can be
+    followed through them).
+
+    With ``jobs`` 1, one ``git log -p`` process streams the whole walk. With more, the
+    walk's ``order`` (shas, parents first) is cut into ``jobs`` contiguous ranges, each
+    diffed by its own ``git log --no-walk`` process into a temporary file outside the
+    repository, and read back in order: git's diff and rename work then uses several cores.
+    """
+    if jobs <= 1 or not order or len(order) < 2 * jobs:
+        args = ["--topo-order", "--reverse"]
+        if max_commits:
+            args.append(f"--max-count={max_commits}")
+        process = repo.git.execute(
+            ["git", *_log_args(*args, rev, "--")], as_process=True, env=git_environment(repo)
+        )
+        yield from _finish(process.proc, _parse(process.proc.stdout))
+        return
+    size = -(-len(order) // jobs)
+    with tempfile.TemporaryDirectory(prefix="hunkwise-log-") as tmp:
+        started = []
+        for index in range(0, len(order), size):
+            out = open(Path(tmp) / f"part{index}", "w+b")  # noqa: SIM115 - closed below
+            process = subprocess.Popen(
+                ["git", *_log_args("--no-walk=unsorted", "--stdin")],
+                stdin=subprocess.PIPE,
+                stdout=out,
+                stderr=subprocess.PIPE,
+                env={**os.environ, **git_environment(repo)},
+            )
+            process.stdin.write("\n".join(order[index : index + size]).encode() + b"\n")
+            process.stdin.close()
+            started.append((process, out))
+        try:
+            for process, out in started:
+                process.wait()
+                out.seek(0)
+                yield from _finish(process, _parse(out))
+        finally:
+            for process, out in started:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+                out.close()
+
+
+def _finish(process, commits: Iterator[Commit]) -> Iterator[Commit]:
+    """Yield the commits, then check that git succeeded."""
     try:
-        yield from _parse(process.proc.stdout)
+        yield from commits
     finally:
-        process.proc.stdout.close()
-        stderr = process.proc.stderr.read() if process.proc.stderr else b""
-        code = process.proc.wait()
-        if code not in (0, -13) and code is not None:  # -13: we stopped reading early
+        if process.stdout:
+            process.stdout.close()
+        stderr = process.stderr.read() if process.stderr else b""
+        code = process.wait()
+        if code not in (0, -13):  # -13: we stopped reading early
             message = stderr.decode("utf-8", "replace").strip()
             raise HunkwiseError(f"git log failed ({code}): {message}")
 

@@ -252,7 +252,8 @@ def walk_history(repo_path: Path, options: MineOptions, console=None) -> tuple[H
     walk = _Walk(options, order, boundary & {sha for sha, _ in order})
     facts["shallow_boundary_commits"] = len(walk.history.boundary)
     with progress_bar(console, "Mining history", len(order)) as advance:
-        for commit in stream_commits(repo, options.rev, options.max_commits):
+        shas = [sha for sha, _ in order]
+        for commit in stream_commits(repo, options.rev, options.max_commits, options.jobs, shas):
             walk.step(commit)
             advance()
     repo.close()
