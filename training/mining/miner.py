@@ -37,11 +37,21 @@ from training.tasks import CR, EDIT, LABEL_NO, LABEL_YES, RCG, RNP, Record, Reco
 DEFAULT_HORIZON_COMMITS = 100
 
 
+def auto_horizon(commits: int) -> int:
+    """The default horizon: 100 commits, less on short histories (a fifth of them, at least
+    3) so that a young repository still gets labels."""
+    return max(3, min(DEFAULT_HORIZON_COMMITS, commits // 5))
+
+
+def horizon_of(options: MineOptions, commits: int) -> int:
+    return options.horizon_commits or auto_horizon(commits)
+
+
 @dataclass(frozen=True)
 class MineOptions:
     rev: str = "HEAD"
     max_commits: int | None = None
-    horizon_commits: int | None = DEFAULT_HORIZON_COMMITS
+    horizon_commits: int | None = None  # None: auto_horizon(commits), unless horizon_days
     horizon_days: float | None = None
     jobs: int = 1
     max_file_bytes: int = 1_000_000
@@ -274,7 +284,7 @@ def _label(
             if 0 <= commits[fix].commit_time - start <= limit:
                 return LABEL_YES, fix
         return (LABEL_NO, None) if history.newest_time - start >= limit else (None, None)
-    horizon = options.horizon_commits or DEFAULT_HORIZON_COMMITS
+    horizon = horizon_of(options, len(commits))
     for fix in history.fixes.get(candidate.serial, []):
         if 0 < fix - index <= horizon:
             return LABEL_YES, fix
@@ -390,7 +400,7 @@ def mine_repository(repo_path: Path, out: Path, options: MineOptions, console=No
         "horizon": (
             {"days": options.horizon_days}
             if options.horizon_days is not None
-            else {"commits": options.horizon_commits or DEFAULT_HORIZON_COMMITS}
+            else {"commits": horizon_of(options, len(commits))}
         ),
         "skipped": {
             reason: history.skipped[reason] for reason in filters.REASONS if history.skipped[reason]
