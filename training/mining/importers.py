@@ -150,6 +150,7 @@ def codereviewer_records(row: object) -> list[Record]:
         new = _text(row, "new", allow_empty=True)
         if not old.strip() and not new.strip():
             raise MalformedRow("empty_field", "'old' and 'new' are both empty")
+        old, new = _without_diff_prefix(old), _without_diff_prefix(new)
         records.append(Record.make(CR, cr_input(comment, old), new, meta))
     if records:
         return records
@@ -174,6 +175,16 @@ def alpaca_records(row: object) -> list[Record]:
     output = _text(row, "output")
     meta = RecordMeta(source="alpaca")
     return [Record.make(INSTRUCT, input, output, meta, instruction=instruction)]
+
+
+def _without_diff_prefix(code: str) -> str:
+    """CodeReviewer's refinement ``old``/``new`` keep each line's diff prefix (its loader
+    drops the first character of every line); hunkwise's code sides have none. Lines are
+    stripped of their prefix only when every non-empty line has one."""
+    lines = code.split("\n")
+    if all(line[:1] in (" ", "+", "-") for line in lines if line):
+        return "\n".join(line[1:] for line in lines)
+    return code
 
 
 # -- GitHub review comments -----------------------------------------------------------------
