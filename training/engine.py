@@ -1,0 +1,363 @@
+"""Runs a trained bundle: one base model with every task adapter loaded on it, answering
+review-necessity scores, review comments, refinements and edits in batches. Shared by the
+``hunkwise review`` command and the language server (which calls it from a worker thread)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from training.bundle import BundleError, check_compatible, read_manifest
+from training.data import encode_prompt
+from training.errors import HunkwiseError
+from training.hunks import Hunk
+from training.tasks import CR, DEFAULT_INSTRUCTIONS, EDIT, RCG, RNP, TEMPLATE_NAME, cr_input
+
+if TYPE_CHECKING:
+    import torch
+
+    from training.bundle import Manifest
+
+#: Prompt budget when the manifest does not say what training used.
+_FALLBACK_MAX_PROMPT_TOKENS = 1024
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt for a generating adapter: which task, and the prompt's two parts."""
+
+    task: str
+    instruction: str
+    input: str
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What an engine runs, for status displays."""
+
+    bundle: Path
+    base_model: str
+    template: str
+    stage1: bool
+    adapters: tuple[str, ...]
+    device: str
+    dtype: str
+    batch_size: int
+    max_new_tokens: int
+    max_prompt_tokens: int
+
+
+class Engine:
+    """A loaded bundle. Every public method is thread-safe and batched; build one with
+    :meth:`Engine.load`."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        manifest: Manifest,
+        bundle: Path,
+        *,
+        batch_size: int = 8,
+        max_new_tokens: int = 128,
+        max_prompt_tokens: int = _FALLBACK_MAX_PROMPT_TOKENS,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._model = model
+        self._tokenizer = tokenizer
+        self._manifest = manifest
+        self._bundle = bundle
+        self._adapters = tuple(task for task in manifest.tasks if task in model.peft_config)
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.max_prompt_tokens = max_prompt_tokens
+        self._lock = threading.RLock()
+        self._device = next(model.parameters()).device
+        self._eos_id = tokenizer.eos_token_id
+        pad = tokenizer.pad_token_id
+        self._pad_id = pad if pad is not None else self._eos_id
+        if self._pad_id is None:
+            raise BundleError(f"the tokenizer in {bundle} has neither a pad nor an EOS token")
+        self._yes_id, self._no_id = _label_token_ids(tokenizer, manifest.label_words, bundle)
+
+    # -- loading ---------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        bundle: Path,
+        device: str = "auto",
+        max_new_tokens: int = 128,
+        batch_size: int = 8,
+    ) -> Engine:
+        """Load ``bundle``: its base once (with the stage-1 adapter merged in when there is
+        one), then every task adapter on that base, in eval mode."""
+        import torch
+        from peft import PeftModel
+
+        from training.models import load_base
+
+        bundle = Path(bundle)
+        manifest = read_manifest(bundle)
+        check_compatible(manifest, manifest.base_model, TEMPLATE_NAME)
+        # read_manifest has checked every adapter directory (safetensors weights only).
+        adapter_dirs = {task: bundle / subdir for task, subdir in manifest.tasks.items()}
+
+        with _quiet_loading(), torch.no_grad():
+            model, tokenizer = load_base(manifest.base_model, device=device, bundle=bundle)
+            if manifest.stage1:
+                stage1 = PeftModel.from_pretrained(model, str(bundle / manifest.stage1))
+                model = stage1.merge_and_unload()
+            tasks = list(adapter_dirs)
+            model = PeftModel.from_pretrained(
+                model, str(adapter_dirs[tasks[0]]), adapter_name=tasks[0], is_trainable=False
+            )
+            for task in tasks[1:]:
+                model.load_adapter(str(adapter_dirs[task]), adapter_name=task, is_trainable=False)
+        model.eval()
+        model.requires_grad_(False)
+        return cls(
+            model,
+            tokenizer,
+            manifest,
+            bundle,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            max_prompt_tokens=_max_prompt_tokens(manifest, model, max_new_tokens),
+        )
+
+    # -- what it runs ----------------------------------------------------------------------
+
+    @property
+    def info(self) -> EngineInfo:
+        return EngineInfo(
+            bundle=self._bundle,
+            base_model=self._manifest.base_model,
+            template=self._manifest.template,
+            stage1=bool(self._manifest.stage1),
+            adapters=self._adapters,
+            device=str(self._device),
+            dtype=str(next(self._model.parameters()).dtype).removeprefix("torch."),
+            batch_size=self.batch_size,
+            max_new_tokens=self.max_new_tokens,
+            max_prompt_tokens=self.max_prompt_tokens,
+        )
+
+    @property
+    def model(self):
+        """The peft model (base plus named task adapters); hold :attr:`lock` to use it."""
+        return self._model
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    @property
+    def label_token_ids(self) -> tuple[int, int]:
+        """The ids of the first tokens of the "yes" and "no" label words."""
+        return self._yes_id, self._no_id
+
+    def has_task(self, task: str) -> bool:
+        return task in self._adapters
+
+    def encode(self, instruction: str, input: str) -> list[int]:
+        """The prompt ids exactly as training built them (long inputs cut in the middle)."""
+        return encode_prompt(self._tokenizer, instruction, input, self.max_prompt_tokens)
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def score(self, hunks: Sequence[Hunk | str]) -> list[float]:
+        """P(review needed) for each hunk: one forward pass per batch, never generation."""
+        if not hunks:
+            return []
+        self._require(RNP)
+        instruction = DEFAULT_INSTRUCTIONS[RNP]
+        prompts = [self.encode(instruction, _hunk_text(hunk)) for hunk in hunks]
+        import torch
+
+        scores: list[float] = [0.0] * len(prompts)
+        with self._lock, torch.inference_mode():
+            self._model.set_adapter(RNP, inference_mode=True)
+            for batch in self._batches(prompts):
+                input_ids, attention_mask = self._left_pad([prompts[i] for i in batch])
+                # Left padding shifts every row's tokens; positions must count real tokens only
+                # so that a padded row computes exactly what it would alone.
+                position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+                logits = self._model(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    position_ids=position_ids,
+                    logits_to_keep=1,
+                ).logits[:, -1, :]
+                pair = logits[:, [self._yes_id, self._no_id]].float()
+                for index, p_yes in zip(
+                    batch, torch.softmax(pair, dim=-1)[:, 0].tolist(), strict=True
+                ):
+                    scores[index] = p_yes
+        return scores
+
+    def comment(self, hunks: Sequence[Hunk | str]) -> list[str]:
+        """A review comment for each hunk (the rcg adapter)."""
+        instruction = DEFAULT_INSTRUCTIONS[RCG]
+        texts = self.generate(
+            [GenerationRequest(RCG, instruction, _hunk_text(hunk)) for hunk in hunks]
+        )
+        return [text.strip() for text in texts]
+
+    def refine(self, codes: Sequence[str], comments: Sequence[str]) -> list[str]:
+        """Each code refined according to its review comment (the cr adapter)."""
+        _same_length(codes, comments, "codes", "comments")
+        instruction = DEFAULT_INSTRUCTIONS[CR]
+        return self.generate(
+            [
+                GenerationRequest(CR, instruction, cr_input(comment, code))
+                for code, comment in zip(codes, comments, strict=True)
+            ]
+        )
+
+    def edit(self, codes: Sequence[str], instructions: Sequence[str]) -> list[str]:
+        """Each code edited according to its instruction (the edit adapter)."""
+        _same_length(codes, instructions, "codes", "instructions")
+        return self.generate(
+            [
+                GenerationRequest(EDIT, instruction, code)
+                for code, instruction in zip(codes, instructions, strict=True)
+            ]
+        )
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        """Greedy completions for requests of any generating tasks, batched; a batch that
+        mixes tasks runs each row through its own adapter in one pass."""
+        if not requests:
+            return []
+        for task in dict.fromkeys(request.task for request in requests):
+            self._require(task)
+        prompts = [self.encode(request.instruction, request.input) for request in requests]
+        import torch
+        from transformers import GenerationConfig
+
+        config = GenerationConfig(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=self._eos_id,
+            pad_token_id=self._pad_id,
+        )
+        outputs: list[str] = [""] * len(prompts)
+        with self._lock, torch.inference_mode():
+            for batch in self._batches(prompts):
+                tasks = [requests[i].task for i in batch]
+                input_ids, attention_mask = self._left_pad([prompts[i] for i in batch])
+                extra = {}
+                if len(set(tasks)) == 1:
+                    self._model.set_adapter(tasks[0], inference_mode=True)
+                else:
+                    extra["adapter_names"] = tasks
+                generated = self._model.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    generation_config=config,
+                    **extra,
+                )
+                new_tokens = generated[:, input_ids.shape[1] :].tolist()
+                for index, tokens in zip(batch, new_tokens, strict=True):
+                    outputs[index] = self._decode(tokens)
+        return outputs
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _require(self, task: str) -> None:
+        if task not in self._adapters:
+            have = ", ".join(self._adapters) or "none"
+            raise HunkwiseError(
+                f"the bundle at {self._bundle} has no {task!r} adapter (it has: {have}); "
+                f"train one with `hunkwise train --tasks {task}` or `hunkwise train-from-repo`"
+            )
+
+    def _batches(self, prompts: list[list[int]]) -> list[list[int]]:
+        """Indices of ``prompts`` in batches of similar length, to cut padding."""
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def _left_pad(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        width = max(len(ids) for ids in prompts)
+        input_ids = torch.full((len(prompts), width), self._pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            if ids:
+                input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+                attention_mask[row, width - len(ids) :] = 1
+        return input_ids.to(self._device), attention_mask.to(self._device)
+
+    def _decode(self, tokens: list[int]) -> str:
+        if self._eos_id is not None and self._eos_id in tokens:
+            tokens = tokens[: tokens.index(self._eos_id)]
+        return self._tokenizer.decode(tokens, skip_special_tokens=True)
+
+
+def _hunk_text(hunk: Hunk | str) -> str:
+    return hunk if isinstance(hunk, str) else hunk.text
+
+
+def _same_length(first: Sequence, second: Sequence, first_name: str, second_name: str) -> None:
+    if len(first) != len(second):
+        raise ValueError(f"{len(first)} {first_name} but {len(second)} {second_name}")
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No weight-loading progress bars or library deprecation warnings while a bundle loads:
+    they would land in a user's terminal or the language server's log on every load."""
+    from transformers.utils import logging as hf_logging
+
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+
+
+def _label_token_ids(tokenizer, label_words: dict[str, str], bundle: Path) -> tuple[int, int]:
+    """First token of each label word, tokenized as a response is in training."""
+    ids = []
+    for key in ("yes", "no"):
+        word = label_words.get(key)
+        tokens = tokenizer(word, add_special_tokens=False)["input_ids"] if word else []
+        if not tokens:
+            raise BundleError(f"the bundle at {bundle} has no usable {key!r} label word")
+        ids.append(tokens[0])
+    if ids[0] == ids[1]:
+        raise BundleError(
+            f"the label words of the bundle at {bundle} start with the same token; "
+            "review necessity cannot be scored"
+        )
+    return ids[0], ids[1]
+
+
+def _max_prompt_tokens(manifest: Manifest, model, max_new_tokens: int) -> int:
+    """The prompt budget training used, when the manifest records it; else what fits the
+    model's context beside ``max_new_tokens``."""
+    training = manifest.training if isinstance(manifest.training, dict) else {}
+    recorded = training.get("max_prompt_tokens")
+    if isinstance(recorded, int) and recorded > 0:
+        return recorded
+    context = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(context, int) and context > max_new_tokens:
+        return min(context - max_new_tokens, 4 * _FALLBACK_MAX_PROMPT_TOKENS)
+    return _FALLBACK_MAX_PROMPT_TOKENS
