@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -46,27 +47,68 @@ def main() -> None:
 
 @main.command()
 @click.argument("repo", default=".", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory to write <task>/{train,valid,test}.jsonl and stats.json into.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write <task>/{train,valid,test}.jsonl and stats.json into.",
+)
 @click.option("--rev", default="HEAD", show_default=True, help="Revision whose history is mined.")
-@click.option("--max-commits", type=click.IntRange(min=1), default=None,
-              help="Mine only the newest N commits of that history.")
-@click.option("--horizon-commits", type=click.IntRange(min=1), default=None,
-              help="A hunk needed review if a fix touched its lines within the next N commits "
-                   "[default: 100 unless --horizon-days is given].")
-@click.option("--horizon-days", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Or: within D days of the commit (instead of --horizon-commits).")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes for record building (the git walk is one stream).")
-@click.option("--max-file-bytes", type=click.IntRange(min=1), default=1_000_000, show_default=True,
-              help="Skip files whose diff in one commit is larger than this.")
-@click.option("--max-hunk-lines", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Skip hunks longer than this many lines.")
+@click.option(
+    "--max-commits",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Mine only the newest N commits of that history.",
+)
+@click.option(
+    "--horizon-commits",
+    type=click.IntRange(min=1),
+    default=None,
+    help="A hunk needed review if a fix touched its lines within the next N commits "
+    "[default: 100, or a fifth of a shorter history (at least 3)].",
+)
+@click.option(
+    "--horizon-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Or: within D days of the commit (instead of --horizon-commits).",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="git processes that compute the diffs in parallel (the line tracking is one stream).",
+)
+@click.option(
+    "--max-file-bytes",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
+    help="Skip files whose diff in one commit is larger than this.",
+)
+@click.option(
+    "--max-hunk-lines",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Skip hunks longer than this many lines.",
+)
 @click.option("--json", "json_output", is_flag=True, help="Print stats as JSON on stdout.")
 @user_errors
-def mine(repo: Path, out: Path, rev: str, max_commits: int | None, horizon_commits: int | None,
-         horizon_days: float | None, jobs: int, max_file_bytes: int, max_hunk_lines: int,
-         json_output: bool) -> None:
+def mine(
+    repo: Path,
+    out: Path,
+    rev: str,
+    max_commits: int | None,
+    horizon_commits: int | None,
+    horizon_days: float | None,
+    jobs: int,
+    max_file_bytes: int,
+    max_hunk_lines: int,
+    json_output: bool,
+) -> None:
     """Mine REPO's git history into review training records (default: the current directory)."""
     from training.mining.miner import MineOptions, mine_repository
     from training.progress import summary_table
@@ -76,7 +118,7 @@ def mine(repo: Path, out: Path, rev: str, max_commits: int | None, horizon_commi
     options = MineOptions(
         rev=rev,
         max_commits=max_commits,
-        horizon_commits=horizon_commits if horizon_days is None and horizon_commits else 100,
+        horizon_commits=horizon_commits,
         horizon_days=horizon_days,
         jobs=jobs,
         max_file_bytes=max_file_bytes,
@@ -88,3 +130,499 @@ def mine(repo: Path, out: Path, rev: str, max_commits: int | None, horizon_commi
         click.echo(json.dumps(stats, indent=2, ensure_ascii=False))
     else:
         console.print(summary_table(stats, title=f"hunkwise mine: {stats['repo']} -> {out}"))
+
+
+@main.command("import")
+@click.argument(
+    "fmt", metavar="FORMAT", type=click.Choice(["codereviewer", "alpaca", "github-review"])
+)
+@click.argument(
+    "files", metavar="FILE...", nargs=-1, required=True, type=click.Path(path_type=Path)
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write <task>/{train,valid,test}.jsonl and stats.json into.",
+)
+@click.option("--json", "json_output", is_flag=True, help="Print stats as JSON on stdout.")
+@user_errors
+def import_(fmt: str, files: tuple[Path, ...], out: Path, json_output: bool) -> None:
+    """Import review data in FORMAT from FILE... (JSON or JSONL) into --out.
+
+    \b
+    codereviewer   the CodeReviewer dataset: patch+y -> rnp, msg -> rcg, old+new+comment -> cr
+    alpaca         Alpaca / Code Alpaca instruction, input, output -> instruct
+    github-review  `gh api --paginate repos/OWNER/REPO/pulls/comments` -> rcg and rnp (yes)
+
+    A file named for a split (msg-test.jsonl, train.json) goes to that split; the rest are
+    split by time. Malformed rows are skipped and counted in stats.json.
+    """
+    from training.mining.importers import import_files
+    from training.progress import summary_table
+
+    console = _console(json_output)
+    stats = import_files(fmt, files, out, console=console)
+    if json_output:
+        click.echo(json.dumps(stats, indent=2, ensure_ascii=False))
+    else:
+        console.print(summary_table(stats, title=f"hunkwise import {fmt} -> {out}"))
+
+
+@main.command()
+@click.argument("spec", required=False, metavar="[REV | A..B]")
+@click.option("--staged", is_flag=True, help="Review the staged changes (the index against HEAD).")
+@click.option(
+    "--repo",
+    "repo",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The git repository (or a directory inside it).",
+)
+@click.option(
+    "--bundle",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Adapter bundle [default: the repository's bundle in the user cache dir].",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="Flag hunks whose review probability is at least this.",
+)
+@click.option("--no-comments", is_flag=True, help="Only score hunks; generate no review comments.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "sarif"]),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ..."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--max-new-tokens",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="Length bound of each generated review comment, in tokens.",
+)
+@user_errors
+def review(
+    spec: str | None,
+    staged: bool,
+    repo: Path,
+    bundle: Path | None,
+    threshold: float,
+    no_comments: bool,
+    output_format: str,
+    device: str,
+    batch_size: int,
+    max_new_tokens: int,
+) -> None:
+    """Review a commit (REV against its first parent), a range A..B, the staged changes, or by
+    default the uncommitted changes to tracked files, and print the hunks that may need review."""
+    from training.review import (
+        hunks_for,
+        render_json,
+        render_sarif,
+        render_text,
+        repo_root,
+        review_hunks,
+    )
+
+    root = repo_root(repo)
+    if bundle is None:
+        from training.bundle import default_bundle_dir
+
+        bundle = default_bundle_dir(root)
+    if not (bundle / "manifest.json").is_file():
+        raise HunkwiseError(
+            f"no hunkwise bundle at {bundle}; make one with `hunkwise train-from-repo {root}` "
+            "or pass --bundle"
+        )
+    hunks = hunks_for(root, spec, staged=staged)
+    findings = []
+    console = _console(True)
+    if hunks:
+        from training.engine import Engine
+
+        with console.status(f"loading {bundle}"):
+            engine = Engine.load(
+                bundle, device=device, max_new_tokens=max_new_tokens, batch_size=batch_size
+            )
+        with console.status(f"reviewing {len(hunks)} hunks"):
+            findings = review_hunks(engine, hunks, threshold=threshold, comments=not no_comments)
+    render = {"text": render_text, "json": render_json, "sarif": render_sarif}[output_format]
+    click.echo(render(findings), nl=False)
+    if output_format == "text":
+        console.print(
+            f"hunkwise: {len(hunks)} hunks reviewed, {len(findings)} flagged", highlight=False
+        )
+
+
+def _task_list(ctx, param, value: str | None) -> tuple[str, ...] | None:
+    from training.tasks import ADAPTER_TASKS
+
+    if value is None:
+        return None
+    tasks = tuple(dict.fromkeys(task.strip() for task in value.split(",") if task.strip()))
+    unknown = [task for task in tasks if task not in ADAPTER_TASKS]
+    if unknown or not tasks:
+        raise click.BadParameter(
+            f"unknown task(s) {', '.join(unknown) or '(none)'}; choose from "
+            f"{','.join(ADAPTER_TASKS)}"
+        )
+    return tasks
+
+
+@main.command()
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A dataset written by `hunkwise mine` or `hunkwise import` (<task>/train.jsonl ...).",
+)
+@click.option(
+    "--base",
+    required=True,
+    help="Base model: a hub id (Qwen/Qwen2.5-Coder-1.5B-Instruct), a local directory, or "
+    "`tiny` (built from scratch on the data; CPU, minutes).",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Bundle directory to write (replaced atomically when training succeeds).",
+)
+@click.option(
+    "--tasks",
+    callback=_task_list,
+    default=None,
+    help="Comma-separated adapters to train [default: rnp,rcg,cr,edit].",
+)
+@click.option(
+    "--stage1-data",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Alpaca / Code Alpaca JSON or JSONL for stage-1 instruction tuning (optional).",
+)
+@click.option(
+    "--epochs",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Epochs per adapter [default: 3 on a GPU, 1 on CPU].",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Cap every stage at N optimizer steps (wins over --epochs).",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Per device."
+)
+@click.option(
+    "--max-length",
+    type=click.IntRange(min=64),
+    default=None,
+    help="Tokens per example; longer inputs are cut in the middle "
+    "[default: 1024 on a GPU, 512 on CPU].",
+)
+@click.option(
+    "--max-records-per-task",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Train on the newest N records of each task, 0 for all "
+    "[default: all on a GPU, 300 on CPU].",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+    default="auto",
+    show_default=True,
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue an interrupted run (same arguments) where it stopped."
+)
+@click.option("--json", "json_output", is_flag=True, help="Print the manifest as JSON on stdout.")
+@user_errors
+def train(
+    data_dir: Path,
+    base: str,
+    out: Path,
+    tasks: tuple[str, ...] | None,
+    stage1_data: Path | None,
+    epochs: float | None,
+    max_steps: int | None,
+    batch_size: int,
+    max_length: int | None,
+    max_records_per_task: int | None,
+    device: str,
+    resume: bool,
+    json_output: bool,
+) -> None:
+    """Fine-tune LoRA adapters on a dataset and write an adapter bundle.
+
+    Works unchanged under `torchrun` / `accelerate launch` (only the main process writes).
+    """
+    import os
+
+    from training.bundle import read_manifest
+    from training.finetune import TrainOptions, train_bundle
+
+    options = TrainOptions(
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        max_length=max_length,
+        max_records_per_task=max_records_per_task,
+        device=device,
+        stage1_data=stage1_data,
+        resume=resume,
+    )
+    if tasks:
+        options.tasks = tasks
+    console = _console(json_output)
+    bundle = train_bundle(data_dir, base, out, options, console=console)
+    if json_output and os.environ.get("RANK", "0") == "0":
+        manifest = read_manifest(bundle)
+        click.echo(json.dumps({"bundle": str(bundle), **manifest.to_dict()}, indent=2))
+
+
+def _print_report(console, report) -> None:
+    from rich.markdown import Markdown
+
+    from training.evaluate import report_markdown
+
+    console.print(Markdown(report_markdown(report)))
+
+
+@main.command("train-from-repo")
+@click.argument("repo", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--base",
+    required=True,
+    help="`tiny` (built from scratch, CPU, minutes), a local model directory, or a hub id.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Bundle directory [default: $XDG_CACHE_HOME/hunkwise/<repo>-<hash>].",
+)
+@click.option(
+    "--tasks",
+    callback=_task_list,
+    default=None,
+    help="Comma-separated adapters to train [default: rnp,rcg,cr,edit].",
+)
+@click.option("--rev", default="HEAD", show_default=True, help="Revision whose history is mined.")
+@click.option(
+    "--max-commits",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Mine only the newest N commits.",
+)
+@click.option(
+    "--horizon-commits",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Label horizon in commits [default: 100, less on short histories].",
+)
+@click.option(
+    "--stage1-data",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Alpaca / Code Alpaca JSON for stage-1 instruction tuning (optional).",
+)
+@click.option(
+    "--epochs",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Epochs per adapter [default: 3 on a GPU, 1 on CPU].",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Cap every stage at N optimizer steps.",
+)
+@click.option(
+    "--max-records-per-task",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Train on the newest N records of each task, 0 for all "
+    "[default: all on a GPU, 300 on CPU].",
+)
+@click.option(
+    "--eval-limit",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Evaluate at most N test records per task, 0 for all "
+    "[default: all on a GPU, the newest 400 rnp / 60 others on CPU].",
+)
+@click.option(
+    "--stopwords",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Stop-word list for RCG BLEU-4 without stop words (CodeReviewer's stopwords.txt).",
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted training run.")
+@click.option(
+    "--json",
+    "json_output",
+    is_flag=True,
+    help="Print the bundle path, mining stats and metrics as JSON on stdout.",
+)
+@user_errors
+def train_from_repo(
+    repo: Path,
+    base: str,
+    out: Path | None,
+    tasks: tuple[str, ...] | None,
+    rev: str,
+    max_commits: int | None,
+    horizon_commits: int | None,
+    stage1_data: Path | None,
+    epochs: float | None,
+    max_steps: int | None,
+    max_records_per_task: int | None,
+    eval_limit: int | None,
+    stopwords: Path | None,
+    device: str,
+    resume: bool,
+    json_output: bool,
+) -> None:
+    """Mine REPO's history, train a bundle on it, and evaluate it (default: current directory).
+
+    Nothing is written into the repository: the dataset and the bundle go to the cache
+    directory (or --out).
+    """
+    from training.bundle import default_bundle_dir
+    from training.evaluate import evaluate_bundle, load_stopwords, write_bundle_report
+    from training.finetune import TrainOptions, train_bundle
+    from training.mining.miner import MineOptions, mine_repository
+    from training.progress import summary_table
+    from training.review import repo_root
+
+    console = _console(json_output)
+    root = repo_root(repo)
+    out = (out or default_bundle_dir(root)).expanduser().absolute()
+    data = out.parent / f".{out.name}.data"
+    stats = mine_repository(
+        root,
+        data,
+        MineOptions(rev=rev, max_commits=max_commits, horizon_commits=horizon_commits),
+        console=console,
+    )
+    console.print(summary_table(stats, title=f"mined {stats['repo']}: {stats['commits']} commits"))
+    options = TrainOptions(
+        epochs=epochs,
+        max_steps=max_steps,
+        device=device,
+        stage1_data=stage1_data,
+        resume=resume,
+        max_records_per_task=max_records_per_task,
+    )
+    if tasks:
+        options.tasks = tasks
+    bundle = train_bundle(data, base, out, options, console=console)
+    if os.environ.get("RANK", "0") != "0":
+        return
+    words = load_stopwords(stopwords) if stopwords else None
+    report = evaluate_bundle(
+        bundle, data, device=device, limit=eval_limit, stopwords=words, console=console
+    )
+    write_bundle_report(bundle, report)
+    if json_output:
+        click.echo(
+            json.dumps(
+                {
+                    "bundle": str(bundle),
+                    "data": str(data),
+                    "mined": stats,
+                    "metrics": report.metrics(),
+                },
+                indent=2,
+            )
+        )
+    else:
+        _print_report(console, report)
+        console.print(f"[bold green]bundle ready:[/] {bundle}  (report: {bundle / 'report.md'})")
+
+
+@main.command("eval")
+@click.option("--bundle", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A dataset written by `hunkwise mine` or `hunkwise import`.",
+)
+@click.option(
+    "--eval-limit",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Evaluate at most N test records per task, 0 for all "
+    "[default: all on a GPU, the newest 400 rnp / 60 others on CPU].",
+)
+@click.option(
+    "--stopwords",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Stop-word list for RCG BLEU-4 without stop words.",
+)
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
+)
+@click.option("--no-write", is_flag=True, help="Do not write report files into the bundle.")
+@click.option("--json", "json_output", is_flag=True, help="Print the metrics as JSON on stdout.")
+@user_errors
+def eval_(
+    bundle: Path,
+    data_dir: Path,
+    eval_limit: int | None,
+    stopwords: Path | None,
+    threshold: float,
+    device: str,
+    no_write: bool,
+    json_output: bool,
+) -> None:
+    """Evaluate a bundle on a dataset's test split (metrics beside the baselines)."""
+    from training.errors import HunkwiseError
+    from training.evaluate import evaluate_bundle, load_stopwords, write_bundle_report
+
+    if not data_dir.is_dir():
+        raise HunkwiseError(f"no dataset at {data_dir}; create one with `hunkwise mine`")
+    console = _console(json_output)
+    words = load_stopwords(stopwords) if stopwords else None
+    report = evaluate_bundle(
+        bundle,
+        data_dir,
+        device=device,
+        limit=eval_limit,
+        stopwords=words,
+        threshold=threshold,
+        console=console,
+    )
+    if not no_write:
+        write_bundle_report(bundle, report)
+    if json_output:
+        click.echo(json.dumps(report.metrics(), indent=2))
+    else:
+        _print_report(console, report)

@@ -658,3 +658,101 @@ def write_report(bundle_dir: Path, report: EvaluationReport) -> None:
         ),
         encoding="utf-8",
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluating a bundle
+# --------------------------------------------------------------------------------------------
+
+#: Test records evaluated per task when no limit is given: all on a GPU; on CPU, the newest
+#: of each test split (scoring and generation with a CPU model take a while).
+CPU_EVAL_LIMITS: dict[str, int] = {"rnp": 400, "rcg": 60, "cr": 60, "edit": 60}
+
+
+def _newest(records: list, limit: int | None) -> list:
+    return records if not limit or len(records) <= limit else records[-limit:]
+
+
+def evaluate_bundle(
+    bundle: Path,
+    data_dir: Path,
+    *,
+    device: str = "auto",
+    limit: int | None = None,
+    stopwords: set[str] | None = None,
+    threshold: float = 0.5,
+    console=None,
+) -> EvaluationReport:
+    """Run a bundle's adapters on the test split of ``data_dir`` and build the report:
+    RNP beside both baselines, RCG BLEU-4 (with and without ``stopwords``), CR and edit
+    BLEU-4 and exact match. ``limit`` caps the test records per task (None: all on a GPU,
+    :data:`CPU_EVAL_LIMITS` on CPU; 0: all); the newest records are kept."""
+    from training.bundle import read_manifest
+    from training.engine import Engine, GenerationRequest
+    from training.mining.dataset import read_split
+    from training.progress import progress_bar
+
+    engine = Engine.load(Path(bundle), device=device)
+    manifest = read_manifest(Path(bundle))
+    on_cpu = engine.info.device == "cpu"
+
+    def cap(task: str) -> int | None:
+        if limit is not None:
+            return limit or None
+        return CPU_EVAL_LIMITS[task] if on_cpu else None
+
+    records: dict[str, dict[str, int]] = {}
+    for task in ("rnp", "rcg", "cr", "edit"):
+        records[task] = {
+            split: len(read_split(data_dir, task, split)) for split in ("train", "valid", "test")
+        }
+    results: dict[str, object] = {}
+    if engine.has_task("rnp"):
+        test = _newest(read_split(data_dir, "rnp", "test"), cap("rnp"))
+        train = read_split(data_dir, "rnp", "train")
+        labels = [int(r.output == "yes") for r in test]
+        if test and train:
+            with progress_bar(console, "Evaluating rnp", len(test)) as advance:
+                scores = []
+                for start in range(0, len(test), 32):
+                    batch = test[start : start + 32]
+                    scores += engine.score([r.input for r in batch])
+                    advance(len(batch))
+            results["rnp"] = evaluate_rnp(
+                scores,
+                labels,
+                [r.input for r in test],
+                [int(r.output == "yes") for r in train],
+                [r.input for r in train],
+                threshold,
+            )
+    for task in ("rcg", "cr", "edit"):
+        test = _newest(read_split(data_dir, task, "test"), cap(task))
+        if not test or not engine.has_task(task):
+            continue
+        predictions: list[str] = []
+        with progress_bar(console, f"Evaluating {task}", len(test)) as advance:
+            for start in range(0, len(test), 16):
+                batch = test[start : start + 16]
+                predictions += engine.generate(
+                    [GenerationRequest(task, r.instruction, r.input) for r in batch]
+                )
+                advance(len(batch))
+        results[task] = evaluate_generation(
+            predictions, [r.output for r in test], stopwords if task == "rcg" else None
+        )
+    loss = {
+        task: [(int(step), float(value)) for step, value in history]
+        for task, history in (manifest.training.get("loss_history") or {}).items()
+    }
+    return EvaluationReport(**results, records=records, loss=loss)
+
+
+def write_bundle_report(bundle: Path, report: EvaluationReport) -> None:
+    """Write the report files into the bundle and its numbers into ``manifest.metrics``."""
+    from training.bundle import read_manifest, write_manifest
+
+    write_report(bundle, report)
+    manifest = read_manifest(bundle)
+    manifest.metrics = report.metrics()
+    write_manifest(bundle, manifest)

@@ -1,0 +1,336 @@
+"""Real training runs on hand-made records with the tiny preset: stage 0, stage 1 and the
+stage-2 adapters end in a bundle whose adapters load with peft; an interrupted run resumes;
+the command line; two CPU processes under torchrun."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from rich.console import Console
+from transformers import TrainerCallback
+
+from training.bundle import BundleError, read_manifest
+from training.cli import main
+from training.errors import HunkwiseError
+from training.finetune import TrainOptions, default_work_dir, train_bundle
+from training.mining.dataset import split_by_time, write_dataset
+from training.tasks import ADAPTER_TASKS, CR, EDIT, RCG, RNP, Record, RecordMeta, cr_input
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SMALL = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+}
+
+OPTIONS = TrainOptions(
+    epochs=2,
+    stage0_epochs=2,
+    stage1_epochs=1,
+    batch_size=4,
+    max_length=256,
+    lora_r=4,
+    lora_alpha=8,
+    tiny_vocab_size=512,
+    tiny_config=SMALL,
+    seed=0,
+    device="cpu",
+)
+
+NAMES = ["count", "total", "items", "value", "result", "index", "name", "path"]
+
+
+def make_records(task: str, n: int = 10) -> list[Record]:
+    """``n`` records of one task, one commit each, oldest first (8 train, 1 valid, 1 test)."""
+    rng = random.Random(task)
+    records = []
+    for i in range(n):
+        old, new = rng.sample(NAMES, 2)
+        hunk = (
+            f"@@ -{i},2 +{i},2 @@\n def f{i}({old}):\n"
+            f"-    return {old} + {i}\n+    return {new} * {i}\n"
+        )
+        meta = RecordMeta(commit=f"{task}{i:02d}", time=f"2024-01-{i + 1:02d}T00:00:00+00:00")
+        if task == RNP:
+            records.append(Record.make(task, hunk, "yes" if i % 2 else "no", meta))
+        elif task == RCG:
+            records.append(Record.make(task, hunk, f"Use {new} instead of {old}.", meta))
+        elif task == CR:
+            code = cr_input(f"Rename {old} to {new}.", f"x = {old}\n")
+            records.append(Record.make(task, code, f"x = {new}\n", meta))
+        else:
+            records.append(
+                Record.make(task, f"x = {old}\n", f"x = {new}\n", meta, f"Rename {old} to {new}")
+            )
+    return records
+
+
+def write_records(path: Path, tasks=ADAPTER_TASKS) -> Path:
+    write_dataset(path, {task: split_by_time(make_records(task)) for task in tasks}, {})
+    return path
+
+
+class StepRecorder(TrainerCallback):
+    """Which stage ran which optimizer steps (a stage is named by its work subdirectory)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, list[int]] = {}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        stage = Path(args.output_dir).parent.name
+        self.steps.setdefault(stage, []).append(state.global_step)
+
+
+class Interrupt(TrainerCallback):
+    """Stands in for Ctrl-C (or a lost machine) in the middle of one stage."""
+
+    def __init__(self, stage: str, step: int) -> None:
+        self.stage, self.step = stage, step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if Path(args.output_dir).parent.name == self.stage and state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny matrices on a shared two-core machine: one thread is faster than two.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return write_records(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, data_dir):
+    """One full run: stage 0, stage 1 (Code-Alpaca style JSON), four adapters."""
+    root = tmp_path_factory.mktemp("run")
+    alpaca = root / "code_alpaca.json"
+    alpaca.write_text(
+        json.dumps(
+            [
+                {"instruction": f"Add {i} to x.", "input": "x = 1", "output": f"x = 1 + {i}"}
+                for i in range(8)
+            ]
+        )
+    )
+    out = root / "bundle"
+    log = io.StringIO()
+    options = TrainOptions(**{**OPTIONS.__dict__, "stage1_data": alpaca})
+    result = train_bundle(data_dir, "tiny", out, options, console=Console(file=log, width=150))
+    return result, log.getvalue()
+
+
+def test_train_bundle_writes_a_complete_bundle(full_run):
+    bundle, _ = full_run
+    manifest = read_manifest(bundle)
+    assert manifest.base_model == "bundle:base"
+    assert manifest.stage1 == "stage1"
+    assert manifest.tasks == {task: task for task in ADAPTER_TASKS}
+    assert (bundle / "base" / "model.safetensors").is_file()
+    assert (bundle / "base" / "tokenizer.json").is_file()
+    assert not [p for p in bundle.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
+    assert not default_work_dir(bundle).exists()
+    assert sorted(p.name for p in bundle.parent.iterdir()) == ["bundle", "code_alpaca.json"]
+    training = manifest.training
+    assert training["records"] == {
+        **{task: {"train": 8, "valid": 1} for task in ADAPTER_TASKS},
+        RNP: {"train": 8, "valid": 1, "train_labels": {"no": 4, "yes": 4}},
+    }
+    assert training["options"]["max_records_per_task"] == 300  # the CPU default
+    assert training["options"]["learning_rate"] == 3e-4
+    assert training["options"]["lora_r"] == 4
+    assert training["max_prompt_tokens"] < training["max_length"] == 256
+    assert set(training["stages"]) == {"stage0", "stage1", *ADAPTER_TASKS}
+    assert training["stages"]["stage0"]["train_records"] == 32
+    for task in ADAPTER_TASKS:
+        history = training["loss_history"][task]
+        assert [step for step, _ in history] == [1, 2, 3, 4]
+        assert all(loss > 0 for _, loss in history)
+        assert [step for step, _ in training["eval_loss_history"][task]] == [2, 4]
+        assert training["stages"][task]["steps"] == 4
+        config = json.loads((bundle / task / "adapter_config.json").read_text())
+        assert config["base_model_name_or_path"] == "bundle:base"
+        assert config["r"] == 4
+
+
+def test_adapters_load_with_peft(full_run):
+    from peft import PeftModel
+
+    from training.data import encode_prompt
+    from training.models import load_base
+
+    bundle, _ = full_run
+    manifest = read_manifest(bundle)
+    model, tokenizer = load_base(manifest.base_model, device="cpu", bundle=bundle)
+    model = PeftModel.from_pretrained(model, str(bundle / "stage1")).merge_and_unload()
+    ids = torch.tensor([encode_prompt(tokenizer, "Review this.", "@@ -1 +1 @@\n-a\n+b", 200)])
+    with torch.no_grad():
+        plain = model(ids).logits
+    tasks = list(manifest.tasks)
+    model = PeftModel.from_pretrained(model, str(bundle / tasks[0]), adapter_name=tasks[0])
+    for task in tasks[1:]:
+        model.load_adapter(str(bundle / task), adapter_name=task)
+    assert set(model.peft_config) == set(ADAPTER_TASKS)
+    outputs = {}
+    with torch.no_grad():
+        for task in tasks:
+            model.set_adapter(task)
+            outputs[task] = model(ids).logits
+    # Trained adapters change the base's output, each in its own way.
+    assert not torch.allclose(outputs["rnp"], plain)
+    assert not torch.allclose(outputs["rnp"], outputs["rcg"])
+
+
+def test_train_bundle_prints_a_summary(full_run):
+    _, log = full_run
+    assert "hunkwise train" in log and "best eval loss" in log
+    for stage in ("stage0", "stage1", *ADAPTER_TASKS):
+        assert stage in log
+
+
+def test_an_interrupted_run_resumes(tmp_path):
+    data = write_records(tmp_path / "data", tasks=(RNP, RCG))
+    out = tmp_path / "bundle"
+    options = TrainOptions(**{**OPTIONS.__dict__, "tasks": (RNP, RCG, EDIT)})
+    with pytest.raises(KeyboardInterrupt):
+        train_bundle(data, "tiny", out, options, callbacks=[Interrupt(RCG, 3)])
+    assert not out.exists()
+    work = default_work_dir(out)
+    assert (work / "stage0" / "stats.json").is_file() and (work / RNP / "stats.json").is_file()
+    assert (work / RCG / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
+
+    recorder = StepRecorder()
+    log = io.StringIO()
+    resumed = TrainOptions(**{**options.__dict__, "resume": True})
+    train_bundle(
+        data, "tiny", out, resumed, console=Console(file=log, width=150), callbacks=[recorder]
+    )
+    # Finished stages are reused; the interrupted one continues after its checkpoint.
+    assert recorder.steps == {RCG: [3, 4]}
+    manifest = read_manifest(out)
+    assert manifest.tasks == {RNP: RNP, RCG: RCG}
+    assert manifest.training["skipped_tasks"] == {EDIT: "no train records"}
+    assert [step for step, _ in manifest.training["loss_history"][RCG]] == [1, 2, 3, 4]
+    assert "edit: no train records" in log.getvalue() and "rnp (reused)" in log.getvalue()
+    assert not work.exists()
+
+
+def test_rnp_training_records_are_balanced():
+    from training.finetune import _balanced_rnp
+
+    records = [
+        Record.make(
+            RNP, f"@@ -{i} +{i} @@\n+x = {i}\n", "yes" if i % 5 == 0 else "no", RecordMeta()
+        )
+        for i in range(100)
+    ]
+    balanced = _balanced_rnp(records, ratio=1.0, cap=None)
+    labels = [record.output for record in balanced]
+    assert labels.count("yes") == 20 and labels.count("no") == 20
+    assert balanced == [record for record in records if record in balanced]  # time order kept
+    assert balanced[-1] is records[-1]  # the newest "no" records are the ones kept
+    capped = [record.output for record in _balanced_rnp(records, ratio=3.0, cap=20)]
+    assert capped.count("yes") == 5 and capped.count("no") == 15
+    assert _balanced_rnp(records, ratio=None, cap=10) == records[-10:]
+
+
+def test_resume_refuses_a_different_run(tmp_path, data_dir):
+    out = tmp_path / "bundle"
+    work = default_work_dir(out)
+    work.mkdir()
+    (work / "run.json").write_text(json.dumps({"base": "something else"}))
+    resumed = TrainOptions(**{**OPTIONS.__dict__, "resume": True})
+    with pytest.raises(HunkwiseError, match=r"cannot resume.*leave out --resume"):
+        train_bundle(data_dir, "tiny", out, resumed)
+
+
+def test_train_bundle_user_errors(tmp_path, data_dir):
+    with pytest.raises(HunkwiseError, match="hunkwise mine"):
+        train_bundle(tmp_path / "missing", "tiny", tmp_path / "b", OPTIONS)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HunkwiseError, match="no train records"):
+        train_bundle(tmp_path / "empty", "tiny", tmp_path / "b", OPTIONS)
+    precious = tmp_path / "src"
+    precious.mkdir()
+    (precious / "main.py").write_text("x = 1\n")
+    with pytest.raises(BundleError, match="not a hunkwise bundle"):
+        train_bundle(data_dir, "tiny", precious, OPTIONS)
+    with pytest.raises(HunkwiseError, match="unknown task"):
+        train_bundle(data_dir, "tiny", tmp_path / "b", TrainOptions(tasks=("lint",)))
+    with pytest.raises(HunkwiseError, match="no such directory"):
+        train_bundle(data_dir, "./no/such/model", tmp_path / "b", OPTIONS)
+
+
+def test_cli_train_json(tmp_path, data_dir):
+    out = tmp_path / "bundle"
+    args = ["train", "--data", str(data_dir), "--base", "tiny", "--out", str(out)]
+    args += ["--tasks", "rnp", "--max-steps", "1", "--max-length", "128", "--device", "cpu"]
+    result = CliRunner().invoke(main, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["bundle"] == str(out.absolute())
+    assert document["tasks"] == {"rnp": "rnp"}
+    assert document["training"]["stages"]["rnp"]["steps"] == 1
+    read_manifest(out)
+
+
+def test_cli_train_errors(tmp_path):
+    result = CliRunner().invoke(
+        main, ["train", "--data", str(tmp_path / "no"), "--base", "tiny", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "hunkwise: error: no dataset at" in result.stderr
+    result = CliRunner().invoke(
+        main, ["train", "--data", str(tmp_path), "--base", "tiny", "--out", "b", "--tasks", "x"]
+    )
+    assert result.exit_code == 2 and "unknown task(s) x" in result.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun(tmp_path):
+    data = write_records(tmp_path / "data", tasks=(RNP,))
+    out = tmp_path / "bundle"
+    script = tmp_path / "train.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            from pathlib import Path
+            sys.path.insert(0, {str(ROOT)!r})
+            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            from test_finetune import OPTIONS
+            from training.finetune import TrainOptions, train_bundle
+            options = TrainOptions(**{{**OPTIONS.__dict__, "tasks": ("rnp",), "batch_size": 2}})
+            train_bundle(Path({str(data)!r}), "tiny", Path({str(out)!r}), options)
+            """
+        )
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", str(script)]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    manifest = read_manifest(out)
+    assert manifest.training["world_size"] == 2
+    # 8 records, 2 per device and step, 2 devices: 2 steps per epoch, 2 epochs.
+    assert manifest.training["stages"]["rnp"]["steps"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "data", "train.py"]

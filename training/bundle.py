@@ -1,0 +1,358 @@
+"""The adapter bundle: its layout, ``manifest.json`` (read, validated, written) and the
+atomic replacement of a whole bundle, so a reader never sees half of one.
+
+A bundle is built in a temporary sibling directory and swapped into place in one rename;
+a run that fails or is killed leaves the previous bundle where it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from training.errors import HunkwiseError
+from training.tasks import ADAPTER_TASKS, LABEL_WORDS, TEMPLATE_NAME
+
+BUNDLE_FORMAT = "hunkwise-bundle/1"
+MANIFEST = "manifest.json"
+#: A manifest's ``base_model`` for a base stored in the bundle's ``base/`` (the tiny preset).
+BUNDLE_BASE = "bundle:base"
+ADAPTER_FILES: tuple[str, ...] = ("adapter_config.json", "adapter_model.safetensors")
+
+_RETRAIN = "retrain it with `hunkwise train-from-repo` (or `hunkwise train`)"
+
+
+class BundleError(HunkwiseError):
+    """A bundle is missing, incomplete, of an unknown format, or does not fit the base."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Manifest:
+    """The content of ``manifest.json`` (see docs/architecture.md, section 4)."""
+
+    base_model: str
+    tasks: dict[str, str] = field(default_factory=dict)
+    format: str = BUNDLE_FORMAT
+    template: str = TEMPLATE_NAME
+    stage1: str | None = None
+    label_words: dict[str, str] = field(default_factory=lambda: dict(LABEL_WORDS))
+    created: str = field(default_factory=_now)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        # The documented key order: format first.
+        return {"format": data.pop("format"), **data}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Manifest:
+        """Check types and required keys; raises :class:`BundleError` saying which."""
+        if not isinstance(data, dict):
+            raise BundleError("manifest.json must hold a JSON object")
+        for key in ("format", "base_model", "tasks"):
+            if key not in data:
+                raise BundleError(f"manifest.json has no {key!r}")
+        expected: dict[str, type | tuple[type, ...]] = {
+            "format": str,
+            "base_model": str,
+            "template": str,
+            "stage1": (str, type(None)),
+            "tasks": dict,
+            "label_words": dict,
+            "created": str,
+            "training": dict,
+            "metrics": dict,
+        }
+        for key, kind in expected.items():
+            if key in data and not isinstance(data[key], kind):
+                raise BundleError(f"manifest.json: {key!r} has the wrong type")
+        for name in ("tasks", "label_words"):
+            if name in data and not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in data[name].items()
+            ):
+                raise BundleError(f"manifest.json: {name!r} must map strings to strings")
+        known = {key: data[key] for key in expected if key in data}
+        return cls(**known)
+
+
+def _format_problem(found: str) -> str:
+    if found.startswith("hunkwise-bundle/"):
+        return (
+            f"bundle format {found!r} is not supported by this hunkwise (it reads "
+            f"{BUNDLE_FORMAT!r}); upgrade hunkwise or {_RETRAIN}"
+        )
+    return f"manifest.json has format {found!r}, not {BUNDLE_FORMAT!r}: not a hunkwise bundle"
+
+
+def _subdir(bundle: Path, name: str, what: str) -> Path:
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts or not name:
+        raise BundleError(f"bundle {bundle}: {what} directory {name!r} must be inside the bundle")
+    return bundle / relative
+
+
+def _check_adapter(bundle: Path, name: str, what: str) -> None:
+    path = _subdir(bundle, name, what)
+    if not path.is_dir():
+        raise BundleError(f"bundle {bundle} lists {what} in {name}/, which is missing; {_RETRAIN}")
+    for file in ADAPTER_FILES:
+        if not (path / file).is_file():
+            hint = (
+                " (only safetensors weights are loaded, never pickles)"
+                if file.endswith(".safetensors") and (path / "adapter_model.bin").exists()
+                else ""
+            )
+            raise BundleError(f"bundle {bundle}: {name}/{file} is missing{hint}; {_RETRAIN}")
+
+
+def read_manifest(bundle: Path) -> Manifest:
+    """Read and validate ``bundle/manifest.json`` and the adapters it lists.
+
+    Raises :class:`BundleError` saying what is wrong and how to fix it.
+    """
+    bundle = Path(bundle)
+    if not bundle.exists():
+        raise BundleError(
+            f"no hunkwise bundle at {bundle}; train one with `hunkwise train-from-repo` "
+            f"(or `hunkwise train --out {bundle}`)"
+        )
+    if not bundle.is_dir():
+        raise BundleError(f"{bundle} is a file, not a hunkwise bundle directory")
+    path = bundle / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{bundle} is not a hunkwise bundle (no {MANIFEST}); {_RETRAIN}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BundleError(f"{path} cannot be read ({error}); {_RETRAIN}") from error
+    found = data.get("format") if isinstance(data, dict) else None
+    if isinstance(found, str) and found != BUNDLE_FORMAT:
+        raise BundleError(f"{bundle}: {_format_problem(found)}")
+    try:
+        manifest = Manifest.from_dict(data)
+    except BundleError as error:
+        raise BundleError(f"{bundle}: {error}; {_RETRAIN}") from None
+    if not manifest.tasks:
+        raise BundleError(f"bundle {bundle} lists no adapters; {_RETRAIN}")
+    for task, name in manifest.tasks.items():
+        if task not in ADAPTER_TASKS:
+            raise BundleError(
+                f"bundle {bundle} lists unknown task {task!r} "
+                f"(known: {', '.join(ADAPTER_TASKS)}); {_RETRAIN}"
+            )
+        _check_adapter(bundle, name, f"the {task} adapter")
+    if manifest.stage1 is not None:
+        _check_adapter(bundle, manifest.stage1, "the stage-1 adapter")
+    if set(manifest.label_words) != set(LABEL_WORDS):
+        raise BundleError(f"bundle {bundle}: label_words must have 'yes' and 'no'; {_RETRAIN}")
+    if manifest.base_model == BUNDLE_BASE and not (bundle / "base").is_dir():
+        raise BundleError(
+            f"bundle {bundle} says its base model is stored in it ({BUNDLE_BASE}) "
+            f"but base/ is missing; {_RETRAIN}"
+        )
+    return manifest
+
+
+def _same_base(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    # Two spellings of one local directory are the same base.
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
+def check_compatible(manifest: Manifest, base_model: str, template: str) -> None:
+    """Refuse a bundle trained on another base model or prompt template than the one in use."""
+    if not _same_base(manifest.base_model, base_model):
+        raise BundleError(
+            f"the bundle was trained on base model {manifest.base_model!r} but "
+            f"{base_model!r} is loaded; use the bundle's base, or retrain with "
+            f"`hunkwise train --base {base_model}`"
+        )
+    if manifest.template != template:
+        raise BundleError(
+            f"the bundle was trained with prompt template {manifest.template!r} but this "
+            f"hunkwise uses {template!r}; retrain the bundle with this version"
+        )
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> Path:
+    """Write ``directory/manifest.json`` atomically (temp file, fsync, rename)."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(manifest.to_dict(), out, indent=2, ensure_ascii=False)
+            out.write("\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def default_bundle_dir(repo: Path) -> Path:
+    """``$XDG_CACHE_HOME/hunkwise/<repo name>-<8-char hash of its path>/`` (or ``~/.cache``):
+    nothing is written into the user's repository."""
+    resolved = Path(repo).expanduser().resolve()
+    digest = hashlib.sha256(str(resolved).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(cache) if cache and Path(cache).is_absolute() else Path.home() / ".cache"
+    return root / "hunkwise" / f"{resolved.name or 'repo'}-{digest}"
+
+
+# --- atomic replacement ---------------------------------------------------------------
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_pattern(final: Path) -> re.Pattern[str]:
+    return re.compile(rf"^\.{re.escape(final.name)}\.(tmp|old)-(\d+)-[^/]+$")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(final: Path) -> list[Path]:
+    """Remove temp dirs left beside ``final`` by killed writers (their process is gone).
+
+    If a writer died between moving the old bundle aside and moving the new one in (only
+    possible where an atomic exchange is unavailable), the old bundle is put back first.
+    Returns the directories removed.
+    """
+    final = Path(final).absolute()
+    if not final.parent.is_dir():
+        return []
+    pattern = _temp_pattern(final)
+    removed: list[Path] = []
+    for entry in sorted(final.parent.iterdir()):
+        match = pattern.match(entry.name)
+        if not match or _alive(int(match.group(2))):
+            continue
+        if match.group(1) == "old" and not final.exists() and (entry / MANIFEST).is_file():
+            os.rename(entry, final)
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def ensure_replaceable(final: Path) -> None:
+    """Refuse to replace anything but a bundle (or an empty directory) at ``final``."""
+    final = Path(final)
+    if final.is_symlink() or (final.exists() and not final.is_dir()):
+        raise BundleError(f"{final} exists and is not a directory; choose another bundle path")
+    if final.is_dir() and not (final / MANIFEST).is_file() and any(final.iterdir()):
+        raise BundleError(
+            f"refusing to replace {final}: it is not empty and not a hunkwise bundle "
+            f"(no {MANIFEST}); choose another --out"
+        )
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _swap_into_place(new: Path, final: Path) -> None:
+    if not final.exists():
+        os.rename(new, final)
+    elif _exchange(new, final):
+        # ``new`` now holds the previous bundle.
+        shutil.rmtree(new, ignore_errors=True)
+    else:
+        # No atomic exchange here: a short window without a bundle, repaired by
+        # clean_stale() should the process die inside it.
+        aside = final.parent / f".{final.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+        os.rename(final, aside)
+        os.rename(new, final)
+        shutil.rmtree(aside, ignore_errors=True)
+    _fsync_dir(final.parent)
+
+
+@contextlib.contextmanager
+def bundle_writer(final: Path) -> Iterator[Path]:
+    """Yield an empty temp dir beside ``final`` to build a bundle in; on normal exit swap
+    it into place atomically (the previous bundle, if any, is removed).
+
+    On an exception the temp dir is removed and ``final`` is untouched; after a kill it
+    stays as ``.<name>.tmp-<pid>-*`` and the next writer (:func:`clean_stale`) removes it.
+    """
+    final = Path(final).expanduser().absolute()
+    ensure_replaceable(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(final)
+    temp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
+    try:
+        yield temp
+        os.chmod(temp, 0o777 & ~_umask())
+        _swap_into_place(temp, final)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise

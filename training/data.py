@@ -1,0 +1,285 @@
+"""Records -> token ids for training: alpaca-v1 prompts (the input cut in the middle when
+too long), labels with the prompt masked out of the loss, and the batch collators.
+
+:func:`encode_prompt` is also what the engine feeds the model at inference, so training and
+serving see identical prompts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training.errors import HunkwiseError
+from training.mining.dataset import read_split
+from training.tasks import INSTRUCT, Record, RecordMeta, render_prompt
+
+#: Labels equal to this are left out of the loss (PyTorch's cross-entropy default).
+IGNORE_INDEX = -100
+#: Put between the head and the tail of an input that was cut to fit.
+CUT_MARKER = "\n...\n"
+# Stands for the input while the template around it is tokenised on its own.
+_INPUT_SLOT = "\x00hunkwise-input\x00"
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    return (
+        list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]) if text else []
+    )
+
+
+def bos_ids(tokenizer) -> list[int]:
+    """``[bos_token_id]`` when the tokenizer prepends BOS to a text (LLaMA), else ``[]`` (Qwen)."""
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return []
+    with_special = list(tokenizer("a", add_special_tokens=True)["input_ids"])
+    return [bos] if with_special[:1] == [bos] else []
+
+
+def _encode_prompt(
+    tokenizer, instruction: str, input: str, max_prompt_tokens: int
+) -> tuple[list[int], bool]:
+    prefix = bos_ids(tokenizer)
+    ids = prefix + _ids(tokenizer, render_prompt(instruction, input))
+    if len(ids) <= max_prompt_tokens or not input:
+        return ids, False
+    before_text, after_text = render_prompt(instruction, _INPUT_SLOT).split(_INPUT_SLOT)
+    before, after = _ids(tokenizer, before_text), _ids(tokenizer, after_text)
+    marker = _ids(tokenizer, CUT_MARKER)
+    body = _ids(tokenizer, input)
+    budget = max(0, max_prompt_tokens - len(prefix) - len(before) - len(after) - len(marker))
+    head = body[: (budget + 1) // 2]
+    tail = body[len(body) - budget // 2 :]
+    return prefix + before + head + marker + tail + after, True
+
+
+def encode_prompt(tokenizer, instruction: str, input: str, max_prompt_tokens: int) -> list[int]:
+    """Token ids of the alpaca-v1 prompt (up to ``### Response:\\n``), BOS first if the
+    tokenizer uses one.
+
+    When the prompt is longer than ``max_prompt_tokens`` the *input* is cut in the middle:
+    its head and tail are kept with :data:`CUT_MARKER` between them. The instruction and
+    the ``### Response:`` part are never cut, so a prompt whose instruction alone does not
+    fit is returned longer than ``max_prompt_tokens``.
+    """
+    return _encode_prompt(tokenizer, instruction, input, max_prompt_tokens)[0]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One tokenised record: the prompt's labels are :data:`IGNORE_INDEX`."""
+
+    input_ids: list[int]
+    labels: list[int]
+    #: The input was cut in the middle to fit ``max_length``.
+    input_cut: bool = False
+    #: The response alone was too long: its head was kept, without EOS.
+    response_cut: bool = False
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def features(self) -> dict[str, list[int]]:
+        return {"input_ids": self.input_ids, "labels": self.labels}
+
+
+def encode_record(record: Record, tokenizer, max_length: int) -> Example:
+    """Prompt + response + EOS as ids, with the loss on the response (and EOS) only.
+
+    The response is kept whole; the prompt gets what is left of ``max_length`` (its input
+    cut in the middle, see :func:`encode_prompt`). Only a response so long that it would
+    not leave the prompt its reserve (the whole prompt, or a quarter of ``max_length`` but
+    at least the instruction and template) is cut: its head is kept, EOS dropped, and
+    ``response_cut`` says so. An example can still be longer than ``max_length`` when the
+    instruction alone does not fit; :func:`encode_records` drops those.
+    """
+    if tokenizer.eos_token_id is None:
+        raise HunkwiseError("the tokenizer has no EOS token; hunkwise needs one to end responses")
+    instruction, input = record.instruction, record.input
+    response = [*_ids(tokenizer, record.output), tokenizer.eos_token_id]
+    prompt, input_cut = _encode_prompt(tokenizer, instruction, input, max_length - len(response))
+    response_cut = False
+    if len(prompt) + len(response) > max_length:
+        floor = len(_encode_prompt(tokenizer, instruction, input, 0)[0])
+        whole = len(bos_ids(tokenizer)) + len(_ids(tokenizer, render_prompt(instruction, input)))
+        reserve = min(whole, max(floor, max_length // 4))
+        if len(response) > max_length - reserve:
+            response = response[: max(0, max_length - reserve)]
+            response_cut = True
+            prompt, input_cut = _encode_prompt(
+                tokenizer, instruction, input, max_length - len(response)
+            )
+    return Example(
+        input_ids=prompt + response,
+        labels=[IGNORE_INDEX] * len(prompt) + response,
+        input_cut=input_cut,
+        response_cut=response_cut,
+    )
+
+
+@dataclass
+class EncodeStats:
+    """What :func:`encode_records` had to do to fit records into ``max_length``."""
+
+    records: int = 0
+    examples: int = 0
+    input_cut: int = 0
+    response_cut: int = 0
+    too_long: int = 0
+    tokens: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def encode_records(
+    records: Iterable[Record], tokenizer, max_length: int
+) -> tuple[list[Example], EncodeStats]:
+    """Encode every record; those still longer than ``max_length`` (an instruction that
+    alone does not fit) or left without any response token are dropped and counted."""
+    examples: list[Example] = []
+    stats = EncodeStats()
+    for record in records:
+        stats.records += 1
+        example = encode_record(record, tokenizer, max_length)
+        if len(example) > max_length or all(label == IGNORE_INDEX for label in example.labels):
+            stats.too_long += 1
+            continue
+        stats.input_cut += example.input_cut
+        stats.response_cut += example.response_cut
+        stats.tokens += len(example)
+        examples.append(example)
+    stats.examples = len(examples)
+    return examples, stats
+
+
+class ExampleDataset:
+    """A map-style dataset of examples, as the Trainer (and its length-grouped sampler)
+    reads them: ``{"input_ids", "labels"}`` per item."""
+
+    def __init__(self, examples: Sequence[Example]) -> None:
+        self.examples = list(examples)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        return self.examples[index].features()
+
+
+@dataclass
+class PaddingCollator:
+    """Right-pads a batch (labels with :data:`IGNORE_INDEX`) and adds the attention mask.
+
+    Used with the Trainer's length-grouped sampler, so a batch holds similar lengths and
+    little padding: the CPU path, where attention over a packed row costs more than padding.
+    """
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        longest = max(len(feature["input_ids"]) for feature in features)
+        if self.pad_to_multiple_of:
+            multiple = self.pad_to_multiple_of
+            longest = (longest + multiple - 1) // multiple * multiple
+        input_ids, labels, attention = [], [], []
+        for feature in features:
+            pad = longest - len(feature["input_ids"])
+            input_ids.append(list(feature["input_ids"]) + [self.pad_token_id] * pad)
+            labels.append(list(feature["labels"]) + [IGNORE_INDEX] * pad)
+            attention.append([1] * len(feature["input_ids"]) + [0] * pad)
+        return {
+            "input_ids": torch.tensor(input_ids, dtype=torch.long),
+            "labels": torch.tensor(labels, dtype=torch.long),
+            "attention_mask": torch.tensor(attention, dtype=torch.long),
+        }
+
+
+@dataclass
+class PackingCollator:
+    """Padding-free batches: the examples are concatenated into one row, with position ids
+    restarting at 0 for each (transformers' ``DataCollatorWithFlattening``), so attention
+    never crosses examples and no compute goes to padding. The GPU path."""
+
+    _flatten: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from transformers import DataCollatorWithFlattening
+
+        self._flatten = DataCollatorWithFlattening(
+            return_position_ids=True, separator_id=IGNORE_INDEX
+        )
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._flatten(features)
+
+
+def make_collator(tokenizer, packed: bool) -> PaddingCollator | PackingCollator:
+    """The packing collator (GPU) or the padding one (CPU)."""
+    if packed:
+        return PackingCollator()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return PaddingCollator(pad_token_id=pad)
+
+
+def read_instruct_data(path: Path) -> list[Record]:
+    """Stage-1 instruction data as ``instruct`` records.
+
+    ``path`` is an Alpaca / Code Alpaca file (a JSON list or JSONL of objects with
+    ``instruction``, ``input`` and ``output``), or a dataset directory written by
+    ``hunkwise import alpaca`` (its ``instruct/train.jsonl``). Rows without an
+    instruction or output are skipped.
+    """
+    path = Path(path)
+    if path.is_dir():
+        records = read_split(path, INSTRUCT, "train")
+        if not records:
+            raise HunkwiseError(f"{path} has no {INSTRUCT}/train.jsonl records for stage 1")
+        return records
+    if not path.is_file():
+        raise HunkwiseError(f"stage-1 data {path} does not exist")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    rows: list[Any]
+    try:
+        loaded = json.loads(text)
+        rows = loaded if isinstance(loaded, list) else [loaded]
+    except json.JSONDecodeError:
+        rows = []
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    records = []
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        instruction, output = row.get("instruction"), row.get("output")
+        if not isinstance(instruction, str) or not isinstance(output, str):
+            continue
+        if not instruction.strip() or not output.strip():
+            continue
+        records.append(
+            Record(
+                task=INSTRUCT,
+                instruction=instruction,
+                input=str(row.get("input") or ""),
+                output=output,
+                meta=RecordMeta(source="alpaca"),
+            )
+        )
+    if not records:
+        raise HunkwiseError(
+            f"{path}: no instruction/input/output rows found; stage-1 data must be Alpaca-style "
+            "JSON (a list of objects) or JSONL"
+        )
+    return records
