@@ -43,6 +43,9 @@ def _console(json_output: bool):
 @click.version_option(__version__, prog_name="hunkwise")
 def main() -> None:
     """hunkwise: a code reviewer trained on your repository's own history."""
+    # Library warnings (transformers, peft) are noise for a user of the command line; set
+    # TRANSFORMERS_VERBOSITY=warning to see them.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 @main.command()
@@ -229,12 +232,13 @@ def review(
     """Review a commit (REV against its first parent), a range A..B, the staged changes, or by
     default the uncommitted changes to tracked files, and print the hunks that may need review."""
     from training.review import (
+        finding_lines,
+        findings_for,
         hunks_for,
         render_json,
         render_sarif,
         render_text,
         repo_root,
-        review_hunks,
     )
 
     root = repo_root(repo)
@@ -258,13 +262,21 @@ def review(
                 bundle, device=device, max_new_tokens=max_new_tokens, batch_size=batch_size
             )
         with console.status(f"reviewing {len(hunks)} hunks"):
-            findings = review_hunks(engine, hunks, threshold=threshold, comments=not no_comments)
+            probabilities = engine.score(hunks)
+            findings = findings_for(
+                engine, hunks, probabilities, threshold=threshold, comments=not no_comments
+            )
     render = {"text": render_text, "json": render_json, "sarif": render_sarif}[output_format]
     click.echo(render(findings), nl=False)
     if output_format == "text":
-        console.print(
-            f"hunkwise: {len(hunks)} hunks reviewed, {len(findings)} flagged", highlight=False
-        )
+        summary = f"hunkwise: {len(hunks)} hunks reviewed, {len(findings)} flagged"
+        if hunks and not findings:
+            top = max(range(len(hunks)), key=probabilities.__getitem__)
+            summary += (
+                f" (threshold {threshold}; highest p={probabilities[top]:.2f}: "
+                f"{hunks[top].path}:{finding_lines(hunks[top])[0]})"
+            )
+        console.print(summary, highlight=False, soft_wrap=True)
 
 
 def _task_list(ctx, param, value: str | None) -> tuple[str, ...] | None:
@@ -403,7 +415,11 @@ def _print_report(console, report) -> None:
 
     from training.evaluate import report_markdown
 
-    console.print(Markdown(report_markdown(report)))
+    # Images (the plots) are files in the bundle; a terminal shows the tables.
+    text = "\n".join(
+        line for line in report_markdown(report).splitlines() if not line.startswith("![")
+    )
+    console.print(Markdown(text))
 
 
 @main.command("train-from-repo")

@@ -61,7 +61,17 @@ def review_hunks(
     findings (in input order), with a generated comment each when ``comments`` is on."""
     if not hunks:
         return []
-    probabilities = engine.score(hunks)
+    return findings_for(engine, hunks, engine.score(hunks), threshold, comments)
+
+
+def findings_for(
+    engine: Engine,
+    hunks: Sequence[Hunk],
+    probabilities: Sequence[float],
+    threshold: float = 0.5,
+    comments: bool = True,
+) -> list[Finding]:
+    """Findings for already scored hunks: those at or over ``threshold``, commented."""
     flagged = [(hunk, p) for hunk, p in zip(hunks, probabilities, strict=True) if p >= threshold]
     texts: list[str | None] = [None] * len(flagged)
     if comments and flagged:
