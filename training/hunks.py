@@ -94,28 +94,23 @@ class Hunk:
     @property
     def added(self) -> list[tuple[int, str]]:
         """(new-side line number, text) of each added line."""
-        out = []
-        number = self.new_start
-        for line in self.lines:
-            tag = line[:1]
-            if tag == "+":
-                out.append((number, line[1:]))
-                number += 1
-            elif tag == " ":
-                number += 1
-        return out
+        return self._numbered("+", self.new_start)
 
     @property
     def deleted(self) -> list[tuple[int, str]]:
         """(old-side line number, text) of each deleted line."""
+        return self._numbered("-", self.old_start)
+
+    def _numbered(self, tag: str, start: int) -> list[tuple[int, str]]:
+        """Lines carrying ``tag``, numbered on their side (context lines count too)."""
         out = []
-        number = self.old_start
+        number = start
         for line in self.lines:
-            tag = line[:1]
-            if tag == "-":
+            prefix = line[:1]
+            if prefix == tag:
                 out.append((number, line[1:]))
                 number += 1
-            elif tag == " ":
+            elif prefix == " ":
                 number += 1
         return out
 
