@@ -271,3 +271,9 @@ def test_an_adapter_without_safetensors_is_refused(bundle: Path, tmp_path: Path)
     (broken / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=r"adapter_model\.safetensors"):
         Engine.load(broken, device="cpu")
+
+
+def test_generated_text_loses_control_characters_editors_reject():
+    from training.engine import _CONTROL
+
+    assert _CONTROL.sub("", "a\x00b\x06c\bd\r\ne\rf\tg\nh\x7f") == "abcd\r\nef\tg\nh"

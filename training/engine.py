@@ -5,6 +5,7 @@ review-necessity scores, review comments, refinements and edits in batches. Shar
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -50,6 +51,9 @@ class EngineInfo:
     batch_size: int
     max_new_tokens: int
     max_prompt_tokens: int
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]|\r(?!\n)")
 
 
 class Engine:
@@ -304,7 +308,10 @@ class Engine:
     def _decode(self, tokens: list[int]) -> str:
         if self._eos_id is not None and self._eos_id in tokens:
             tokens = tokens[: tokens.index(self._eos_id)]
-        return self._tokenizer.decode(tokens, skip_special_tokens=True)
+        text = self._tokenizer.decode(tokens, skip_special_tokens=True)
+        # A model can emit any byte; editors' JSON parsers reject NUL and other control
+        # characters, so only newline and tab survive (and CR before a newline).
+        return _CONTROL.sub("", text)
 
 
 def _hunk_text(hunk: Hunk | str) -> str:
