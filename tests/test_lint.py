@@ -25,3 +25,16 @@ def test_ruff_check():
 def test_ruff_format():
     result = ruff("format", "--check", ".")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    blocks = readme.split("```sh\n")[1:3]
+    demo, tests = (block.split("\n```")[0].strip() for block in blocks)
+    assert "train-from-repo" in demo and "--base tiny" in demo
+    ci_lines = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line and not line.startswith(("#", "set ", "cd "))
+    ]
+    assert ci_lines == [tests]
