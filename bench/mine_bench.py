@@ -50,8 +50,9 @@ def run(command: list[str]) -> tuple[float, int, str]:
 
 def git_log_seconds(repo: Path) -> float:
     start = time.perf_counter()
-    subprocess.run(["git", "-C", str(repo), "log", "-p", "HEAD"], stdout=subprocess.DEVNULL,
-                   check=True)
+    subprocess.run(
+        ["git", "-C", str(repo), "log", "-p", "HEAD"], stdout=subprocess.DEVNULL, check=True
+    )
     return time.perf_counter() - start
 
 
@@ -64,35 +65,60 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(args.runs):
             out = Path(tmp) / f"mined{n}"
-            wall, rss, stdout = run([sys.executable, "-c", "from training.cli import main; main()", "mine",
-                                     str(args.repo), "--out", str(out), "--json"])
+            wall, rss, stdout = run(
+                [
+                    sys.executable,
+                    "-c",
+                    "from training.cli import main; main()",
+                    "mine",
+                    str(args.repo),
+                    "--out",
+                    str(out),
+                    "--json",
+                ]
+            )
             stats = json.loads(stdout)
             results["hunkwise"].append((wall, rss))
             wall_p, rss_p, stdout_p = run([sys.executable, "-c", PYDRILLER, str(args.repo)])
             pyd = json.loads(stdout_p)
             results["pydriller"].append((wall_p, rss_p))
             results["git log -p"].append((git_log_seconds(args.repo), 0))
-            print(f"run {n + 1}: hunkwise {wall:.2f} s ({rss} MB), "
-                  f"pydriller {wall_p:.2f} s ({rss_p} MB), ratio {wall_p / wall:.2f}x",
-                  flush=True)
+            print(
+                f"run {n + 1}: hunkwise {wall:.2f} s ({rss} MB), "
+                f"pydriller {wall_p:.2f} s ({rss_p} MB), ratio {wall_p / wall:.2f}x",
+                flush=True,
+            )
     best = {name: min(r[0] for r in runs) for name, runs in results.items()}
     peak = {name: max(r[1] for r in runs) for name, runs in results.items()}
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"history: {stats['commits']} commits ({stats['merge_commits']} merges), "
-          f"head {stats['head'][:12]}")
+    print(
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(
+        f"history: {stats['commits']} commits ({stats['merge_commits']} merges), "
+        f"head {stats['head'][:12]}"
+    )
     for name in results:
-        print(f"  {name:<11} best of {args.runs}: {best[name]:6.2f} s"
-              + (f", peak RSS {peak[name]} MB" if peak[name] else ""))
+        print(
+            f"  {name:<11} best of {args.runs}: {best[name]:6.2f} s"
+            + (f", peak RSS {peak[name]} MB" if peak[name] else "")
+        )
     print(f"  speed-up (pydriller / hunkwise): {best['pydriller'] / best['hunkwise']:.2f}x")
-    print(f"hunks: pydriller {pyd['hunks']} in {pyd['commits']} non-merge commits "
-          f"({pyd['files']} file diffs); hunkwise {stats['hunks_total']} in non-merge commits, "
-          f"{stats['hunks']} in files kept by the filters, {stats['candidate_hunks']} candidates")
+    print(
+        f"hunks: pydriller {pyd['hunks']} in {pyd['commits']} non-merge commits "
+        f"({pyd['files']} file diffs); hunkwise {stats['hunks_total']} in non-merge commits, "
+        f"{stats['hunks']} in files kept by the filters, {stats['candidate_hunks']} candidates"
+    )
     print(f"skipped: {stats['skipped']}")
     print(f"records: {stats['records']}")
     print(f"rnp labels: {stats['rnp_labels']} (horizon {stats['horizon']})")
     for task, splits in stats["splits"].items():
-        print(f"  {task}: " + ", ".join(f"{s} {v['records']}" + (f" {v['labels']}" if 'labels' in v else "")
-                                        for s, v in splits.items()))
+        print(
+            f"  {task}: "
+            + ", ".join(
+                f"{s} {v['records']}" + (f" {v['labels']}" if "labels" in v else "")
+                for s, v in splits.items()
+            )
+        )
 
 
 if __name__ == "__main__":
