@@ -55,8 +55,20 @@ _RUN = "run.json"
 #: papers' settings; a CPU (or MPS) gets a run that finishes in minutes: it proves the
 #: pipeline on the tiny preset, not review quality. 0 records means "all of them".
 AUTO_DEFAULTS: dict[str, dict[str, Any]] = {
-    "gpu": {"epochs": 3.0, "max_length": 1024, "max_records_per_task": 0, "max_eval_records": 400},
-    "cpu": {"epochs": 1.0, "max_length": 512, "max_records_per_task": 300, "max_eval_records": 40},
+    "gpu": {
+        "epochs": 3.0,
+        "stage0_epochs": 2.0,
+        "max_length": 1024,
+        "max_records_per_task": 0,
+        "max_eval_records": 400,
+    },
+    "cpu": {
+        "epochs": 1.0,
+        "stage0_epochs": 1.0,
+        "max_length": 512,
+        "max_records_per_task": 300,
+        "max_eval_records": 40,
+    },
 }
 
 
@@ -99,7 +111,7 @@ class TrainOptions:
     #: mostly "no"; a model trained on that says "no" to everything). None: keep all.
     rnp_negative_ratio: float | None = 1.0
     #: Stage 0 (tiny only): full training of the from-scratch model on all tasks.
-    stage0_epochs: float = 2.0
+    stage0_epochs: float | None = None
     stage0_learning_rate: float = 1e-3
     tiny_vocab_size: int = 4096
     #: ``LlamaConfig`` overrides for the tiny model (see ``training.models.TINY_CONFIG``).
