@@ -310,3 +310,20 @@ def test_review_command_end_to_end(history, engine: Engine) -> None:
     result = CliRunner().invoke(main, [*args, "--threshold", "1", "--format", "json"])
     assert result.exit_code == 0
     assert json.loads(result.stdout)["findings"] == []
+
+
+def test_reviewing_never_refreshes_the_index(tmp_path):
+    import os
+
+    repo = GitRepo(tmp_path / "stat")
+    repo.commit("Add a", a_dot_py="x = 1\n")
+    repo.commit("Add b", b_dot_py="y = 2\n")
+    repo.write("a.py", "x = 2\n")
+    index = repo.path / ".git" / "index"
+    # A touched but unchanged file: porcelain `git diff` would rewrite the index's stat data.
+    os.utime(repo.path / "b.py", ns=(1, 1))
+    before = (index.read_bytes(), index.stat().st_mtime_ns)
+    for spec, staged in ((None, False), (None, True), ("HEAD", False), ("HEAD~1..HEAD", False)):
+        hunks_for(repo.path, spec, staged=staged)
+    assert (index.read_bytes(), index.stat().st_mtime_ns) == before
+    assert [h.path for h in hunks_for(repo.path)] == ["a.py"]

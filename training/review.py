@@ -127,19 +127,21 @@ def hunks_for(repo: Path, spec: str | None = None, staged: bool = False) -> list
     if spec is not None and staged:
         raise HunkwiseError("give either a revision (or range) or --staged, not both")
     git_repo = open_repo(repo)
+    # Plumbing only: porcelain `git diff` refreshes the index (a write into the user's
+    # repository) even with GIT_OPTIONAL_LOCKS=0.
     if staged:
-        sides = ["--cached", _head_or_empty(git_repo)]
+        command = ["diff-index", "--cached", _head_or_empty(git_repo)]
     elif spec is None:
-        sides = [_head_or_empty(git_repo)]
+        command = ["diff-index", _head_or_empty(git_repo)]
     elif ".." in spec:
-        sides = [_range(git_repo, spec)]
+        command = ["diff-tree", "-r", *_range(git_repo, spec)]
     else:
         commit = _resolve(git_repo, spec)
         parents = _git(git_repo, "rev-list", "--parents", "-n", "1", commit).split()
         parent = parents[1] if len(parents) > 1 else _empty_tree(git_repo)
-        sides = [parent, commit]
+        command = ["diff-tree", "-r", parent, commit]
     # Mining's fixed options, so a review sees hunks exactly as training did.
-    text = _git(git_repo, "diff", *DIFF_OPTIONS, "--no-relative", *sides, "--")
+    text = _git(git_repo, command[0], "-p", *DIFF_OPTIONS, *command[1:], "--")
     return parse_diff(text)
 
 
@@ -196,14 +198,17 @@ def _resolve(git_repo, rev: str) -> str:
         raise HunkwiseError(f"unknown revision {rev!r} in {where}") from None
 
 
-def _range(git_repo, spec: str) -> str:
+def _range(git_repo, spec: str) -> tuple[str, str]:
+    """The two commits to diff for ``A..B`` (``A...B``: from their merge base)."""
     operator = "..." if "..." in spec else ".."
     left, _, right = spec.partition(operator)
     if not left and not right:
         raise HunkwiseError(f"{spec!r} is not a range; write it as A..B")
     # As in git, an omitted end means HEAD.
     left, right = (_resolve(git_repo, side or "HEAD") for side in (left, right))
-    return f"{left}{operator}{right}"
+    if operator == "...":
+        left = _git(git_repo, "merge-base", left, right).strip()
+    return left, right
 
 
 def _head_or_empty(git_repo) -> str:
