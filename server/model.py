@@ -1,0 +1,344 @@
+"""The model side of the server: one worker thread that loads the bundle and runs every
+inference job from a priority queue, so the event loop never waits for the model, and
+caches of results keyed by hunk content and bundle. torch and the engine are imported by
+the worker when the first bundle load begins, never on the start-up path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import gc
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from training.hunks import Hunk
+
+log = logging.getLogger(__name__)
+
+
+class ReviewEngine(Protocol):
+    """What the server needs of ``training.engine.Engine`` (a stand-in may provide it)."""
+
+    batch_size: int
+    max_new_tokens: int
+
+    @property
+    def info(self) -> Any: ...
+
+    def has_task(self, task: str) -> bool: ...
+
+    def score(self, hunks: Sequence[Hunk]) -> list[float]: ...
+
+    def comment(self, hunks: Sequence[Hunk]) -> list[str]: ...
+
+    def refine(self, codes: Sequence[str], comments: Sequence[str]) -> list[str]: ...
+
+    def edit(self, codes: Sequence[str], instructions: Sequence[str]) -> list[str]: ...
+
+
+EngineLoader = Callable[[Path, str, int], ReviewEngine]
+
+
+def load_engine(bundle: Path, device: str, max_new_tokens: int) -> ReviewEngine:
+    """The real loader: the manifest is checked first (no torch needed to say a bundle is
+    missing or broken), then ``Engine.load`` imports torch and loads the adapters."""
+    from training.bundle import read_manifest
+
+    read_manifest(bundle)
+    from training.engine import Engine
+
+    return Engine.load(bundle, device=device, max_new_tokens=max_new_tokens)
+
+
+class ModelState(str, enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    NO_BUNDLE = "no-bundle"
+    ERROR = "error"
+
+
+class NoModel(Exception):
+    """No engine to run a job: the bundle is missing, failed to load, or was replaced."""
+
+
+class Priority(enum.IntEnum):
+    """Lower runs first: a bundle load, then what a user waits for (edits, refinements),
+    then review-necessity scores, then review comments."""
+
+    STOP = -1
+    LOAD = 0
+    EDIT = 1
+    SCORE = 2
+    COMMENT = 3
+
+
+@dataclass(order=True)
+class _Job:
+    priority: int
+    seq: int
+    run: Callable[[], Any] | None = field(compare=False)
+    future: asyncio.Future | None = field(compare=False)
+    is_stale: Callable[[], bool] = field(compare=False, default=lambda: False)
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    """What a bundle load came to (``state`` READY, NO_BUNDLE or ERROR)."""
+
+    state: ModelState
+    bundle: Path
+    seconds: float
+    message: str = ""
+    superseded: bool = False
+
+
+class ResultCache:
+    """A thread-safe LRU mapping (the worker fills it, the event loop reads it)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable) -> Any | None:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return self._items[key]
+            self.misses += 1
+            return None
+
+    def peek(self, key: Hashable) -> Any | None:
+        """Like get, without counting a hit or a miss."""
+        with self._lock:
+            return self._items.get(key)
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class ModelHost:
+    """Owns the engine and the one thread that uses it.
+
+    Everything public is called from the event loop; jobs run on the worker thread, in
+    priority order, and a job whose result nobody wants any more (its future cancelled,
+    or ``is_stale()``) is skipped when its turn comes.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, loader: EngineLoader) -> None:
+        self._loop = loop
+        self._loader = loader
+        self._queue: queue.PriorityQueue[_Job] = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._thread = threading.Thread(target=self._work, name="hunkwise-model", daemon=True)
+        self._load_serial = 0
+        self._stopping = False
+        # Written by the worker thread only; plain reads elsewhere.
+        self.engine: ReviewEngine | None = None
+        self.state = ModelState.NO_BUNDLE
+        self.bundle: Path | None = None
+        self.bundle_key = ""
+        self.message = ""
+        self.device = ""
+        self.jobs_run = 0
+        #: a job is running
+        self.busy = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def queue_length(self) -> int:
+        return self._queue.qsize()
+
+    # -- jobs --------------------------------------------------------------------------
+
+    def submit(
+        self,
+        run: Callable[[ReviewEngine], Any],
+        priority: Priority,
+        is_stale: Callable[[], bool] = lambda: False,
+    ) -> asyncio.Future:
+        """Queue ``run(engine)``; the future gets its result, its exception (NoModel when
+        there is no engine), or is cancelled when the job was skipped as stale."""
+        future = self._loop.create_future()
+
+        def with_engine() -> Any:
+            engine = self.engine
+            if engine is None:
+                raise NoModel(self.message or "no bundle is loaded")
+            return run(engine)
+
+        self._put(_Job(priority, next(self._seq), with_engine, future, is_stale))
+        return future
+
+    def _put(self, job: _Job) -> None:
+        if self._stopping:
+            if job.future is not None:
+                job.future.cancel()
+            return
+        self._queue.put(job)
+
+    def load(self, bundle: Path, device: str, max_new_tokens: int) -> asyncio.Future:
+        """Load ``bundle`` (replacing the current engine) ahead of every queued job; the
+        future gets a :class:`LoadOutcome`. A newer load supersedes one not yet run."""
+        self._load_serial += 1
+        serial = self._load_serial
+        self.state = ModelState.LOADING
+        self.bundle = bundle
+        self.message = ""
+        future = self._loop.create_future()
+        self._put(
+            _Job(
+                Priority.LOAD,
+                next(self._seq),
+                lambda: self._load(serial, bundle, device, max_new_tokens),
+                future,
+            )
+        )
+        return future
+
+    def _load(self, serial: int, bundle: Path, device: str, max_new_tokens: int) -> LoadOutcome:
+        started = time.perf_counter()
+        if serial != self._load_serial:
+            return LoadOutcome(ModelState.LOADING, bundle, 0.0, superseded=True)
+        # Free the previous model before loading the next: two may not fit in memory.
+        self.engine = None
+        gc.collect()
+        try:
+            engine = self._loader(bundle, device, max_new_tokens)
+        except Exception as error:
+            state = ModelState.ERROR if bundle.exists() else ModelState.NO_BUNDLE
+            message = describe_error(error)
+            log.warning(
+                "loading %s failed: %s", bundle, message, exc_info=state is ModelState.ERROR
+            )
+            if serial == self._load_serial:
+                self.state, self.message, self.bundle_key = state, message, ""
+            return LoadOutcome(state, bundle, time.perf_counter() - started, message)
+        if serial != self._load_serial:
+            return LoadOutcome(ModelState.LOADING, bundle, 0.0, superseded=True)
+        info = engine.info
+        self.device = str(getattr(info, "device", device))
+        self.bundle_key = _bundle_key(bundle)
+        self.engine = engine
+        self.state = ModelState.READY
+        self.message = ""
+        return LoadOutcome(ModelState.READY, bundle, time.perf_counter() - started)
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job.run is None:
+                return
+            future = job.future
+            if future is not None and (future.cancelled() or job.is_stale()):
+                self._deliver(future, None, None, cancel=True)
+                continue
+            self.busy = True
+            try:
+                result = job.run()
+            except Exception as error:
+                if not isinstance(error, NoModel):
+                    log.warning("model job failed: %s", describe_error(error), exc_info=True)
+                    _recover_memory()
+                self._deliver(future, None, error)
+            else:
+                self.jobs_run += 1
+                self._deliver(future, result, None)
+            finally:
+                self.busy = False
+
+    def _deliver(
+        self,
+        future: asyncio.Future | None,
+        result: Any,
+        error: BaseException | None,
+        cancel: bool = False,
+    ) -> None:
+        if future is None:
+            return
+
+        def settle() -> None:
+            if future.done():
+                return
+            if cancel:
+                future.cancel()
+            elif error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        # RuntimeError: the event loop is closed, the server is exiting.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(settle)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Skip every queued job, let the running one finish (up to ``timeout``), end the
+        thread and drop the engine."""
+        self._stopping = True
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job.future is not None:
+                self._deliver(job.future, None, None, cancel=True)
+        self._queue.put(_Job(Priority.STOP, -1, None, None))
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self.engine = None
+
+
+def _bundle_key(bundle: Path) -> str:
+    """Results are cached per bundle version: its path and its manifest's mtime."""
+    try:
+        stamp = (bundle / "manifest.json").stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    return f"{bundle.resolve()}@{stamp}"
+
+
+def describe_error(error: BaseException) -> str:
+    """A one-line message for an error a user may meet (no traceback)."""
+    from training.errors import HunkwiseError
+
+    if isinstance(error, HunkwiseError):
+        return str(error)
+    name = type(error).__name__
+    text = " ".join(str(error).split())
+    if "out of memory" in text.lower() or isinstance(error, MemoryError):
+        return (
+            f"the model ran out of memory ({name}: {text[:200]}); try a smaller batch or device=cpu"
+        )
+    return f"{name}: {text[:300]}" if text else name
+
+
+def _recover_memory() -> None:
+    """After a failed job (out of memory above all) give cached GPU memory back."""
+    gc.collect()
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        with contextlib.suppress(RuntimeError):
+            torch.cuda.empty_cache()

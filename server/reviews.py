@@ -1,0 +1,739 @@
+"""Review scheduling: per-document debounce, diff against the base, one batched RNP pass,
+diagnostics published at once and updated as review comments arrive; stale versions
+dropped, superseded work cancelled, unchanged hunks answered from the caches. Also the
+model-backed edits (refinements, instruction edits) and the workspace review."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types
+from pygls.uris import from_fs_path, to_fs_path
+
+from server.model import ModelState, NoModel, Priority, ResultCache, describe_error
+from server.text import LineMap
+from server.workspace import BaseText, Skipped, comparable_buffer
+from training.errors import HunkwiseError
+from training.hunks import Hunk, diff_texts
+
+if TYPE_CHECKING:
+    from server.server import HunkwiseServer
+
+log = logging.getLogger(__name__)
+
+SOURCE = "hunkwise"
+CODE = "review-needed"
+#: Hunks scored per model job: small enough that a newer version is not kept waiting.
+SCORE_CHUNK = 32
+_EXCLUDED = "excluded by hunkwise.exclude"
+#: Comments start once a document has had no change for this long.
+COMMENT_QUIET_SECONDS = 0.5
+#: How long a pull request may wait for a review before it is answered as it stands.
+PULL_WAIT_SECONDS = 60.0
+
+
+def pending_message(probability: float) -> str:
+    return f"This change may need review (p={probability:.2f})"
+
+
+@dataclass
+class ReviewedHunk:
+    """One hunk of a review, its P(review needed), where it is, and its comment."""
+
+    hunk: Hunk
+    probability: float
+    range: types.Range
+    comment: str | None = None
+
+
+@dataclass
+class Review:
+    """The result for one version of one document."""
+
+    uri: str
+    version: int | None
+    lines: LineMap
+    base: BaseText
+    bundle: str
+    hunks: list[ReviewedHunk]
+
+    def find(self, hunk_id: str) -> ReviewedHunk | None:
+        return next((item for item in self.hunks if item.hunk.id == hunk_id), None)
+
+
+@dataclass
+class DocumentState:
+    """What the server knows about one document (open in the editor, or reviewed from
+    disk by ``hunkwise.reviewWorkspace``)."""
+
+    uri: str
+    path: Path | None
+    is_open: bool = True
+    generation: int = 0
+    review: Review | None = None
+    published: list[types.Diagnostic] | None = None
+    published_version: int | None = None
+    result_id: str = "0"
+    timer: asyncio.TimerHandle | None = None
+    task: asyncio.Task | None = None
+    disk_text: str | None = None
+    #: event-loop time of the last didChange (comments wait for a pause after it)
+    changed_at: float = float("-inf")
+    #: set once the RNP result for the latest generation is published (or skipped)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    #: set once its comments are in too
+    complete: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Reviewer:
+    """All review state of one server; every method runs on the event loop."""
+
+    def __init__(self, ls: HunkwiseServer) -> None:
+        self.ls = ls
+        self.scores = ResultCache()
+        self.comments = ResultCache()
+        self.dismissed: set[str] = set()
+        self._docs: dict[str, DocumentState] = {}
+        self._git = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hunkwise-git")
+        self._result_ids = itertools.count(1)
+        self._comment_jobs: dict[tuple[str, str, int], asyncio.Future] = {}
+        self._wanted_comments: frozenset[str] = frozenset()
+        self._refinements: OrderedDict[tuple, asyncio.Future] = OrderedDict()
+        self._logged: set[tuple[str, str]] = set()
+        self._reported: set[str] = set()
+        self._refresh_pending = False
+
+    # -- document lifecycle ------------------------------------------------------------
+
+    def opened(self, uri: str) -> None:
+        state = self._docs.get(uri)
+        if state is None:
+            state = self._docs[uri] = DocumentState(uri, _fs_path(uri))
+        elif not state.is_open and self.ls.pull_diagnostics:
+            self._push(uri, [], None)  # pulled from now on: clear what was pushed for it
+        state.is_open = True
+        state.disk_text = None
+        self.schedule(state, 0.0)
+
+    def changed(self, uri: str) -> None:
+        state = self._docs.get(uri)
+        if state is not None:
+            state.changed_at = asyncio.get_running_loop().time()
+            self.schedule(state, self.ls.settings.debounce_ms / 1000)
+
+    def saved(self, uri: str) -> None:
+        state = self._docs.get(uri)
+        if state is not None:
+            self.schedule(state, 0.0)
+
+    def closed(self, uri: str) -> None:
+        state = self._docs.pop(uri, None)
+        if state is None:
+            return
+        self._cancel(state)
+        if state.published and not self.ls.pull_diagnostics:
+            self._push(uri, [], None)
+        self._update_wanted_comments()
+
+    def review_all(self) -> None:
+        """Review every open document again now (settings or bundle changed)."""
+        for state in list(self._docs.values()):
+            if state.is_open:
+                self.schedule(state, 0.0)
+
+    def schedule(self, state: DocumentState, delay: float) -> None:
+        """Start a review of ``state`` after ``delay`` seconds, superseding any other."""
+        self._cancel(state)
+        state.generation += 1
+        generation = state.generation
+        # Wake whoever waits on the superseded generation; they wait again on the new one.
+        state.settled.set()
+        state.complete.set()
+        state.settled, state.complete = asyncio.Event(), asyncio.Event()
+        loop = asyncio.get_running_loop()
+        state.timer = loop.call_later(delay, self._start, state, generation)
+
+    def _cancel(self, state: DocumentState) -> None:
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        if state.task is not None and not state.task.done():
+            state.task.cancel()
+
+    def _start(self, state: DocumentState, generation: int) -> None:
+        state.timer = None
+        if generation == state.generation:
+            state.task = asyncio.ensure_future(self._review_guarded(state, generation))
+
+    async def _review_guarded(self, state: DocumentState, generation: int) -> None:
+        try:
+            await self._review(state, generation)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a bug must not take the server down
+            log.exception("review of %s failed", state.uri)
+            self.report(f"hunkwise: reviewing {state.uri} failed: {describe_error(error)}")
+        finally:
+            if generation == state.generation:
+                state.settled.set()
+                state.complete.set()
+
+    # -- the review pipeline -----------------------------------------------------------
+
+    def _source(self, state: DocumentState) -> tuple[str, int | None]:
+        if state.is_open:
+            document = self.ls.workspace.get_text_document(state.uri)
+            return document.source, document.version
+        return state.disk_text or "", None
+
+    async def _review(self, state: DocumentState, generation: int) -> None:
+        settings = self.ls.settings
+        if state.path is None:
+            self._skip(state, Skipped("not a file on disk"))
+            return
+        text, version = self._source(state)
+        target, hunks = await self._in_git_thread(self._base_and_hunks, state.path, text)
+        if generation != state.generation:
+            return
+        if isinstance(target, Skipped):
+            self._skip(state, target, quiet=target.reason == _EXCLUDED)
+            return
+        if self.ls.host.state in (ModelState.NO_BUNDLE, ModelState.ERROR):
+            self._set_review(state, None)
+            return
+        try:
+            probabilities = await self._score(hunks, lambda: generation != state.generation)
+        except NoModel:
+            self._set_review(state, None)
+            return
+        except Exception as error:
+            self.report_model_error(error)
+            return
+        if generation != state.generation:
+            return
+        lines = LineMap(text, self.ls.workspace.position_codec)
+        review = Review(
+            uri=state.uri,
+            version=version,
+            lines=lines,
+            base=target,
+            bundle=str(self.ls.host.bundle or ""),
+            hunks=[
+                ReviewedHunk(hunk, probabilities[hunk.id], lines.hunk_range(hunk)) for hunk in hunks
+            ],
+        )
+        self._fill_cached_comments(review)
+        self._set_review(state, review)
+        state.settled.set()
+        if settings.comments:
+            # Generation cannot be interrupted: while the user is typing, keep the model
+            # free for the next version's scores and start comments once they pause.
+            quiet = COMMENT_QUIET_SECONDS - (asyncio.get_running_loop().time() - state.changed_at)
+            if quiet > 0:
+                await asyncio.sleep(quiet)
+            await self._comment(state, review, generation)
+
+    def _base_and_hunks(self, path: Path, text: str) -> tuple[BaseText | Skipped, list[Hunk]]:
+        """On the git thread: the base version of ``path`` and the hunks of ``text``."""
+        settings = self.ls.settings
+        target = self.ls.repos.base_for(path, settings.diff_base, settings.uses_index, text)
+        if isinstance(target, Skipped):
+            return target, []
+        if excluded(target.relpath, settings.exclude):
+            return Skipped(_EXCLUDED), []
+        buffer = comparable_buffer(target.text, text)
+        return target, diff_texts(target.text, buffer, target.relpath)
+
+    async def _in_git_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._git, function, *args)
+
+    async def _score(self, hunks: Sequence[Hunk], is_stale: Callable[[], bool]) -> dict[str, float]:
+        """P(review needed) by hunk id: from the cache, the rest in batched model jobs."""
+        host = self.ls.host
+        found: dict[str, float] = {}
+        missing: dict[str, Hunk] = {}
+        for hunk in hunks:
+            cached = self.scores.get((hunk.id, host.bundle_key))
+            if cached is None:
+                missing.setdefault(hunk.id, hunk)
+            else:
+                found[hunk.id] = cached
+        todo = list(missing.values())
+        if not todo:
+            return found
+        scores = self.scores
+
+        def job(chunk: list[Hunk]) -> Callable[[Any], dict[str, float]]:
+            def run(engine: Any) -> dict[str, float]:
+                values = engine.score(chunk)
+                key = host.bundle_key
+                for hunk, value in zip(chunk, values, strict=True):
+                    scores.put((hunk.id, key), float(value))
+                return {hunk.id: float(value) for hunk, value in zip(chunk, values, strict=True)}
+
+            return run
+
+        futures = [
+            host.submit(job(todo[i : i + SCORE_CHUNK]), Priority.SCORE, is_stale)
+            for i in range(0, len(todo), SCORE_CHUNK)
+        ]
+        try:
+            for result in await asyncio.gather(*futures):
+                found.update(result)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        return found
+
+    def _fill_cached_comments(self, review: Review) -> None:
+        key = self._comment_key_suffix()
+        for item in review.hunks:
+            if item.comment is None:
+                item.comment = self.comments.peek((item.hunk.id, *key))
+
+    def _comment_key_suffix(self) -> tuple[str, int]:
+        return self.ls.host.bundle_key, self.ls.settings.max_new_tokens
+
+    async def _comment(self, state: DocumentState, review: Review, generation: int) -> None:
+        """Comments for the flagged hunks still without one, shared with other reviews
+        that want the same hunk; the diagnostics are updated as each batch arrives."""
+        suffix = self._comment_key_suffix()
+        wanted = [item for item in review.hunks if self._flagged(item) and item.comment is None]
+        for item in wanted:
+            cached = self.comments.get((item.hunk.id, *suffix))
+            if cached is not None:
+                item.comment = cached
+        todo: dict[str, Hunk] = {}
+        futures: set[asyncio.Future] = set()
+        for item in wanted:
+            if item.comment is not None:
+                continue
+            running = self._comment_jobs.get((item.hunk.id, *suffix))
+            if running is not None:
+                futures.add(running)
+            else:
+                todo.setdefault(item.hunk.id, item.hunk)
+        if any(item.comment is not None for item in wanted):
+            self._publish(state)
+        hunks = list(todo.values())
+        batch = max(1, getattr(self.ls.host.engine, "batch_size", 8) or 8)
+        for start in range(0, len(hunks), batch):
+            futures.add(self._submit_comments(hunks[start : start + batch], suffix))
+        for next_done in asyncio.as_completed([_outcome(future) for future in futures]):
+            try:
+                comments: dict[str, str] = await next_done
+            except NoModel:
+                return
+            except Exception as error:
+                self.report_model_error(error)
+                continue
+            if generation != state.generation or state.review is not review:
+                return
+            changed = False
+            for item in review.hunks:
+                text = comments.get(item.hunk.id)
+                if text is not None and item.comment is None:
+                    item.comment = text
+                    changed = True
+            if changed:
+                self._publish(state)
+
+    def _submit_comments(self, hunks: list[Hunk], suffix: tuple[str, int]) -> asyncio.Future:
+        ids = frozenset(hunk.id for hunk in hunks)
+        comments = self.comments
+
+        def run(engine: Any) -> dict[str, str]:
+            texts = engine.comment(hunks)
+            key = (self.ls.host.bundle_key, suffix[1])
+            for hunk, text in zip(hunks, texts, strict=True):
+                comments.put((hunk.id, *key), text.strip())
+            return {hunk.id: text.strip() for hunk, text in zip(hunks, texts, strict=True)}
+
+        future = self.ls.host.submit(
+            run, Priority.COMMENT, lambda: not (ids & self._wanted_comments)
+        )
+        keys = [(hunk.id, *suffix) for hunk in hunks]
+        for key in keys:
+            self._comment_jobs[key] = future
+
+        def forget(_: asyncio.Future) -> None:
+            for key in keys:
+                if self._comment_jobs.get(key) is future:
+                    del self._comment_jobs[key]
+
+        future.add_done_callback(forget)
+        return future
+
+    # -- publishing --------------------------------------------------------------------
+
+    def _flagged(self, item: ReviewedHunk) -> bool:
+        return item.probability >= self.ls.settings.threshold and item.hunk.id not in self.dismissed
+
+    def _diagnostic(self, item: ReviewedHunk) -> types.Diagnostic:
+        settings = self.ls.settings
+        comment = item.comment if settings.comments else None
+        return types.Diagnostic(
+            range=item.range,
+            message=comment or pending_message(item.probability),
+            severity=settings.diagnostic_severity,
+            code=CODE,
+            source=SOURCE,
+            data={"hunk": item.hunk.id, "p": round(item.probability, 2)},
+        )
+
+    def diagnostics(self, state: DocumentState) -> list[types.Diagnostic]:
+        if state.review is None:
+            return []
+        return [self._diagnostic(item) for item in state.review.hunks if self._flagged(item)]
+
+    def _set_review(self, state: DocumentState, review: Review | None) -> None:
+        state.review = review
+        self._publish(state)
+        self._update_wanted_comments()
+
+    def _publish(self, state: DocumentState) -> None:
+        diagnostics = self.diagnostics(state)
+        version = state.review.version if state.review is not None else None
+        if diagnostics == state.published and version == state.published_version:
+            return
+        if state.review is None and not state.published:
+            return  # nothing reviewed, nothing shown: no need to say so
+        state.published, state.published_version = diagnostics, version
+        state.result_id = str(next(self._result_ids))
+        if state.is_open and self.ls.pull_diagnostics:
+            self._request_refresh()
+        else:
+            self._push(state.uri, diagnostics, version)
+
+    def _push(self, uri: str, diagnostics: list[types.Diagnostic], version: int | None) -> None:
+        self.ls.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version)
+        )
+
+    def _request_refresh(self) -> None:
+        """Ask a pulling client to pull again (coalesced to one request per loop turn)."""
+        if not self.ls.diagnostic_refresh or self._refresh_pending:
+            return
+        self._refresh_pending = True
+
+        def send() -> None:
+            self._refresh_pending = False
+            self.ls.workspace_diagnostic_refresh(None)
+
+        asyncio.get_running_loop().call_soon(send)
+
+    def _skip(self, state: DocumentState, skipped: Skipped, quiet: bool = False) -> None:
+        key = (state.uri, skipped.reason)
+        if key not in self._logged and not quiet:
+            self._logged.add(key)
+            self.ls.log(f"hunkwise: no review for {state.uri}: {skipped.reason}")
+            if skipped.notify:
+                self.report(f"hunkwise: {skipped.reason}; check the `hunkwise.diffBase` setting")
+        self._set_review(state, None)
+
+    def _update_wanted_comments(self) -> None:
+        wanted: set[str] = set()
+        if self.ls.settings.comments:
+            for state in self._docs.values():
+                if state.review is not None:
+                    wanted.update(
+                        item.hunk.id
+                        for item in state.review.hunks
+                        if self._flagged(item) and item.comment is None
+                    )
+        self._wanted_comments = frozenset(wanted)
+
+    def report(self, message: str) -> None:
+        """Show a problem to the user once (the same text is not shown twice)."""
+        if message in self._reported:
+            return
+        self._reported.add(message)
+        self.ls.show(message, types.MessageType.Warning)
+
+    def report_model_error(self, error: BaseException) -> None:
+        if isinstance(error, HunkwiseError):
+            self.report(f"hunkwise: {error}")
+        else:
+            self.report(f"hunkwise: the model failed: {describe_error(error)}")
+
+    # -- pull diagnostics --------------------------------------------------------------
+
+    async def pull(
+        self, uri: str, previous_result_id: str | None
+    ) -> types.DocumentDiagnosticReport:
+        state = self._docs.get(uri)
+        if state is None:
+            return types.RelatedFullDocumentDiagnosticReport(items=[])
+        # Without refresh support a later comment could not reach the client: wait for it.
+        await self.wait(state, complete=not self.ls.diagnostic_refresh)
+        if previous_result_id is not None and previous_result_id == state.result_id:
+            return types.RelatedUnchangedDocumentDiagnosticReport(result_id=state.result_id)
+        return types.RelatedFullDocumentDiagnosticReport(
+            items=list(state.published or []), result_id=state.result_id
+        )
+
+    async def wait(self, state: DocumentState, complete: bool = False) -> None:
+        """Until the latest generation of ``state`` is published (``complete``: with its
+        comments), or PULL_WAIT_SECONDS pass."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PULL_WAIT_SECONDS
+        while True:
+            event = state.complete if complete else state.settled
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
+            current = state.complete if complete else state.settled
+            if event is current:
+                return
+
+    # -- questions about findings ------------------------------------------------------
+
+    def state(self, uri: str) -> DocumentState | None:
+        return self._docs.get(uri)
+
+    def flagged_at(self, uri: str, position: types.Position) -> tuple[Review, ReviewedHunk] | None:
+        state = self._docs.get(uri)
+        if state is None or state.review is None:
+            return None
+        for item in state.review.hunks:
+            if self._flagged(item) and _contains(item.range, position):
+                return state.review, item
+        return None
+
+    def flagged_in(self, uri: str, selection: types.Range) -> list[ReviewedHunk]:
+        state = self._docs.get(uri)
+        if state is None or state.review is None:
+            return []
+        return [
+            item
+            for item in state.review.hunks
+            if self._flagged(item) and _overlaps(item.range, selection)
+        ]
+
+    def finding(self, uri: str, hunk_id: str) -> tuple[Review, ReviewedHunk]:
+        state = self._docs.get(uri)
+        item = state.review.find(hunk_id) if state and state.review else None
+        if state is None or state.review is None or item is None:
+            raise HunkwiseError(
+                "that review finding is gone (the file changed since); wait for the new review"
+            )
+        return state.review, item
+
+    def dismiss(self, uri: str, hunk_id: str) -> bool:
+        """Hide a finding until its hunk's content changes (its id is a content hash)."""
+        if hunk_id in self.dismissed:
+            return False
+        self.dismissed.add(hunk_id)
+        for state in self._docs.values():
+            if state.review is not None and state.review.find(hunk_id) is not None:
+                self._publish(state)
+        self._update_wanted_comments()
+        return True
+
+    # -- model-backed edits ------------------------------------------------------------
+
+    async def refinement(self, uri: str, hunk_id: str) -> types.WorkspaceEdit:
+        """The cr adapter's rewrite of a flagged hunk with its review comment, as an edit
+        of the version reviewed; computed once per hunk, version and bundle."""
+        review, item = self.finding(uri, hunk_id)
+        key = (uri, hunk_id, review.version, self.ls.host.bundle_key)
+        future = self._refinements.get(key)
+        if future is None or (future.done() and (future.cancelled() or future.exception())):
+            future = asyncio.ensure_future(self._refine(review, item))
+            self._refinements[key] = future
+            while len(self._refinements) > 64:
+                self._refinements.popitem(last=False)
+        self._refinements.move_to_end(key)
+        return await asyncio.shield(future)
+
+    async def _refine(self, review: Review, item: ReviewedHunk) -> types.WorkspaceEdit:
+        comment = item.comment or self.comments.peek((item.hunk.id, *self._comment_key_suffix()))
+        if not comment:
+            hunk = item.hunk
+            comment = (
+                await self.ls.host.submit(lambda engine: engine.comment([hunk])[0], Priority.EDIT)
+            ).strip()
+        first, count, code = review.lines.hunk_code(item.hunk)
+        if count == 0:
+            raise HunkwiseError("nothing to refine: the hunk only deletes lines")
+        refined = await self.ls.host.submit(
+            lambda engine: engine.refine([code], [comment])[0], Priority.EDIT
+        )
+        edit = review.lines.replace_lines(first, count, refined)
+        return self.ls.workspace_edit(review.uri, review.version, [edit])
+
+    async def instruction_edit(
+        self, uri: str, selection: types.Range, instruction: str
+    ) -> types.WorkspaceEdit:
+        """The edit adapter's rewrite of the selected lines following ``instruction``."""
+        document = self.ls.workspace.get_text_document(uri)
+        text, version = document.source, document.version
+        lines = LineMap(text, self.ls.workspace.position_codec)
+        first, count, code = lines.selected_lines(selection)
+        output = await self.ls.host.submit(
+            lambda engine: engine.edit([code], [instruction])[0], Priority.EDIT
+        )
+        if self.ls.workspace.get_text_document(uri).version != version:
+            raise HunkwiseError("the document changed while the edit was computed; try again")
+        return self.ls.workspace_edit(uri, version, [lines.replace_lines(first, count, output)])
+
+    # -- the whole work tree -----------------------------------------------------------
+
+    async def review_workspace(
+        self, roots: list[Path], cancelled: Callable[[], bool], report: Callable[[str, int], None]
+    ) -> dict[str, Any]:
+        """Review every file that differs from the base in the repositories of ``roots``;
+        RNP results are published file by file, comments follow as usual."""
+        settings = self.ls.settings
+        files: dict[Path, None] = {}
+        for root in roots:
+            try:
+                changed = await self._in_git_thread(
+                    self.ls.repos.changed_files, root, settings.diff_base, settings.uses_index
+                )
+            except LookupError:
+                raise HunkwiseError(
+                    f"unknown revision {settings.diff_base!r} in {root}; "
+                    "check the `hunkwise.diffBase` setting"
+                ) from None
+            files.update(dict.fromkeys(changed))
+        reviewed = flagged = 0
+        for index, path in enumerate(files):
+            if cancelled():
+                break
+            report(path.name, int(100 * index / max(len(files), 1)))
+            uri = from_fs_path(str(path)) or path.as_uri()
+            state = self._docs.get(uri)
+            if state is None:
+                state = self._docs[uri] = DocumentState(uri, path, is_open=False)
+            if not state.is_open:
+                state.disk_text = await self._in_git_thread(_read_text, path)
+            self.schedule(state, 0.0)
+            await self.wait(state)
+            reviewed += 1
+            flagged += len(state.published or [])
+        return {
+            "files": len(files),
+            "reviewed": reviewed,
+            "flagged": flagged,
+            "cancelled": reviewed < len(files),
+        }
+
+    # -- status and shutdown -----------------------------------------------------------
+
+    @property
+    def document_count(self) -> int:
+        return sum(1 for state in self._docs.values() if state.is_open)
+
+    def forget_reviews(self) -> None:
+        """Drop the refinement cache (the bundle changed)."""
+        self._refinements.clear()
+
+    def stop(self) -> None:
+        """Cancel every pending and running review (event loop only)."""
+        for state in self._docs.values():
+            self._cancel(state)
+
+    def close(self) -> None:
+        """Stop the git thread (any thread)."""
+        self._git.shutdown(wait=False, cancel_futures=True)
+
+
+async def _outcome(future: asyncio.Future) -> Any:
+    """Await a job another review may share: cancelling the waiter leaves the job alone,
+    and a job skipped because nobody wanted it any more yields an empty result."""
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        if future.cancelled():
+            return {}
+        raise
+
+
+def _fs_path(uri: str) -> Path | None:
+    path = to_fs_path(uri) if uri.startswith("file:") else None
+    return Path(path) if path else None
+
+
+def _read_text(path: Path) -> str:
+    with open(path, "rb") as source:
+        data = source.read(4_000_001)
+    return data.decode("utf-8", errors="replace")
+
+
+def _contains(area: types.Range, position: types.Position) -> bool:
+    # Finding ranges are whole lines (or a point at a line start): compare lines only, so
+    # a hover past a line's last character still counts.
+    return area.start.line <= position.line <= area.end.line
+
+
+def _overlaps(area: types.Range, selection: types.Range) -> bool:
+    return area.start.line <= selection.end.line and selection.start.line <= area.end.line
+
+
+_GLOB_CACHE: dict[str, re.Pattern[str]] = {}
+
+
+def glob_pattern(glob: str) -> re.Pattern[str]:
+    """A glob as editors' file-exclude settings read it: ``**`` crosses directories, ``*``
+    and ``?`` do not, ``[abc]`` and ``{a,b}`` choose; a pattern without "/" matches a name
+    anywhere, and a directory pattern matches everything below it."""
+    cached = _GLOB_CACHE.get(glob)
+    if cached is not None:
+        return cached
+    text = glob.strip().lstrip("/")
+    if "/" not in text.rstrip("/"):
+        text = "**/" + text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if text.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if text.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        close = text.find("]", i + 2) if char == "[" else -1
+        brace = text.find("}", i) if char == "{" else -1
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif close != -1:
+            body = text[i + 1 : close]
+            negate = body[:1] in ("!", "^")
+            body = re.sub(r"([\\\]^])", r"\\\1", body[1:] if negate else body)
+            out.append(f"[{'^' if negate else ''}{body}]")
+            i = close
+        elif brace != -1:
+            choices = text[i + 1 : brace].split(",")
+            out.append("(?:" + "|".join(re.escape(choice) for choice in choices) + ")")
+            i = brace
+        else:
+            out.append(re.escape(char))
+        i += 1
+    pattern = re.compile("".join(out).rstrip("/") + r"(?:/.*)?\Z", re.DOTALL)
+    _GLOB_CACHE[glob] = pattern
+    return pattern
+
+
+def excluded(relpath: str, globs: Sequence[str]) -> bool:
+    """Does any of the ``hunkwise.exclude`` globs match this repository-relative path?"""
+    return any(glob_pattern(glob).match(relpath) for glob in globs)

@@ -1,0 +1,132 @@
+"""A STAND-IN engine and a STAND-IN trainer for the language server's protocol-only tests
+(model errors, slow models, pull diagnostics, cancellation): the real server runs over
+stdio with these plugged in instead of torch. The main path is tested with a real bundle.
+
+``python tests/lsp_stand_in_engine.py`` starts the server; ``... train-child ARGS`` is the
+stand-in for ``hunkwise train-from-repo ARGS`` that the server starts.
+
+Stand-in rules: a hunk that adds a ``print(`` scores 0.9, any other 0.1; a hunk containing
+``OOM!`` raises MemoryError; every comment is "Remove the debug print."; a refinement drops
+the ``print(`` lines; an edit upper-cases the code. A bundle is a directory whose
+``manifest.json`` says ``"stand_in": true``; its ``"delay"`` (seconds) slows every call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from training.bundle import BundleError, bundle_writer  # noqa: E402
+from training.tasks import ADAPTER_TASKS  # noqa: E402
+
+COMMENT = "Remove the debug print."
+
+
+class StandInEngine:
+    """Answers like ``training.engine.Engine`` by fixed rules, without a model."""
+
+    batch_size = 4
+
+    def __init__(self, bundle: Path, max_new_tokens: int, delay: float) -> None:
+        self.max_new_tokens = max_new_tokens
+        self.delay = delay
+        self.info = SimpleNamespace(
+            bundle=bundle, base_model="stand-in", adapters=ADAPTER_TASKS, device="cpu"
+        )
+
+    def has_task(self, task: str) -> bool:
+        return task in ADAPTER_TASKS
+
+    def _work(self, texts: list[str]) -> None:
+        time.sleep(self.delay)
+        if any("OOM!" in text for text in texts):
+            raise MemoryError("stand-in engine: CUDA out of memory")
+
+    def score(self, hunks) -> list[float]:
+        self._work([hunk.text for hunk in hunks])
+        return [0.9 if any("print(" in line for _, line in hunk.added) else 0.1 for hunk in hunks]
+
+    def comment(self, hunks) -> list[str]:
+        self._work([hunk.text for hunk in hunks])
+        return [COMMENT for _ in hunks]
+
+    def refine(self, codes, comments) -> list[str]:
+        self._work(list(codes))
+        return ["\n".join(x for x in code.split("\n") if "print(" not in x) for code in codes]
+
+    def edit(self, codes, instructions) -> list[str]:
+        self._work(list(codes))
+        return [code.upper() for code in codes]
+
+
+def load_stand_in(bundle: Path, device: str, max_new_tokens: int) -> StandInEngine:
+    manifest_path = Path(bundle) / "manifest.json"
+    if not Path(bundle).exists():
+        raise BundleError(
+            f"no hunkwise bundle at {bundle}; train one with `hunkwise train-from-repo`"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise BundleError(f"{manifest_path} cannot be read ({error})") from error
+    if not manifest.get("stand_in"):
+        raise BundleError(f"{bundle} is not a stand-in bundle")
+    return StandInEngine(Path(bundle), max_new_tokens, float(manifest.get("delay", 0.0)))
+
+
+def write_stand_in_bundle(path: Path, delay: float = 0.0) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "manifest.json").write_text(json.dumps({"stand_in": True, "delay": delay}))
+    return path
+
+
+def train_child(args: list[str]) -> int:
+    """Stands in for ``hunkwise train-from-repo REPO --base B --out BUNDLE [--tasks T]``:
+    prints progress, then writes the bundle atomically as the real trainer does. The JSON
+    file named by HUNKWISE_STAND_IN_CONTROL sets its "steps", their "seconds" and a
+    "pid_file" to write its pid to."""
+    control_path = os.environ.get("HUNKWISE_STAND_IN_CONTROL")
+    control = json.loads(Path(control_path).read_text()) if control_path else {}
+    if control.get("pid_file"):
+        Path(control["pid_file"]).write_text(str(os.getpid()))
+    assert args[0] == "train-from-repo", args
+    out = Path(args[args.index("--out") + 1])
+    steps, seconds = int(control.get("steps", 3)), float(control.get("seconds", 0.05))
+    print(f"mining {args[1]}", flush=True)
+    with bundle_writer(out) as temp:
+        for step in range(1, steps + 1):
+            (temp / f"step-{step}").write_text("partial")
+            print(f"training step {step}/{steps}", flush=True)
+            time.sleep(seconds)
+        write_stand_in_bundle(temp)
+    print(f"bundle written to {out}", flush=True)
+    return 0
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["train-child"]:
+        return train_child(sys.argv[2:])
+    os.environ["GIT_OPTIONAL_LOCKS"] = "0"
+    from server.server import create_server
+
+    server = create_server(
+        loader=load_stand_in, train_command=(sys.executable, __file__, "train-child")
+    )
+    try:
+        server.start_io()
+    finally:
+        if not server.shut_down_cleanly:
+            server.close()
+    return 0 if server.shut_down_cleanly else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

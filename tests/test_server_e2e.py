@@ -1,0 +1,374 @@
+"""The language server end to end: ``python -m server`` over stdio, a real git repository
+in a temp dir and a real tiny bundle (the trained ``tiny_bundle`` when tests/conftest.py
+provides one, else an untrained one built like tests/test_engine.py does; threshold 0.0
+flags every hunk either way). One server serves the module; a second runs without a
+bundle."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lsprotocol import types
+
+from tests.gitrepo import GitRepo
+from tests.lsp_session import (
+    configure,
+    execute,
+    open_document,
+    published,
+    replace,
+    session,
+    status,
+    wait_until,
+)
+from training.hunks import Hunk, diff_texts
+from training.tasks import ADAPTER_TASKS
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+APP = "".join(f"def step_{n}(value):\n    return value + {n}\n\n" for n in range(1, 11))
+OTHER = "".join(f"line {n}\n" for n in range(1, 16))
+LIB = "".join(f"item_{n} = {n}\n" for n in range(1, 13))
+PENDING = "This change may need review (p="
+
+
+@pytest.fixture(scope="module")
+def lsp_bundle(request: pytest.FixtureRequest, tmp_path_factory) -> Path:
+    try:
+        return request.getfixturevalue("tiny_bundle")
+    except pytest.FixtureLookupError:
+        from tests.test_engine import build_stand_in_bundle
+
+        return build_stand_in_bundle(tmp_path_factory.mktemp("lsp-bundle"))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> GitRepo:
+    repo = GitRepo(tmp_path_factory.mktemp("workspace") / "repo")
+    repo.commit(
+        "Add the app",
+        app_dot_py=APP,
+        other_dot_py=OTHER,
+        lib_dot_py=LIB,
+        blob_dot_dat=b"\x00\x01binary\x00" * 10,
+    )
+    return repo
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client(repo: GitRepo, lsp_bundle: Path):
+    options = {
+        "bundle": str(lsp_bundle),
+        "threshold": 0.0,
+        "maxNewTokens": 6,
+        "debounceMs": 30,
+        "device": "cpu",
+    }
+    async with session(repo.path, options) as client:
+        client.first_status = await status(client)
+        for _ in range(3000):
+            if (await status(client))["state"] != "loading":
+                break
+            await asyncio.sleep(0.05)
+        yield client
+    # shutdown and exit are clean: exit status 0, nothing left running
+    assert client._server.returncode == 0
+
+
+def _uri(repo: GitRepo, name: str) -> str:
+    return (repo.path / name).as_uri()
+
+
+def _expected_range(hunk: Hunk, text: str) -> types.Range:
+    lines = text.split("\n")
+    if hunk.added:
+        first, last = hunk.added[0][0], hunk.added[-1][0]
+        return types.Range(
+            types.Position(first - 1, 0), types.Position(last - 1, len(lines[last - 1]))
+        )
+    raise AssertionError("not an adding hunk")
+
+
+async def test_requests_are_answered_while_the_bundle_loads(client, lsp_bundle: Path) -> None:
+    assert client.first_status["state"] == "loading"
+    answer = await status(client)
+    assert answer["state"] == "ready", answer
+    assert answer["adapters"] == list(ADAPTER_TASKS)
+    assert answer["device"] == "cpu"
+    assert Path(answer["bundle"]) == lsp_bundle
+    assert answer["base"] == "HEAD"
+
+
+async def test_an_edit_gets_one_diagnostic_per_hunk(client, repo: GitRepo) -> None:
+    uri = _uri(repo, "app.py")
+    open_document(client, uri, APP)
+    opened = await published(client, uri, 1)
+    assert opened.diagnostics == []
+    start = APP.index("def step_3")
+    text = replace(client, uri, 2, APP, start, start, "print('debug', value)\n")
+    end = text.index("    return value + 9")
+    text = replace(client, uri, 3, text, end, end + len("    return value + 9"), "    return 9")
+    hunks = diff_texts(APP, text, "app.py")
+    assert len(hunks) == 2
+    first = await published(client, uri, 3)
+    assert [d.range for d in first.diagnostics] == [_expected_range(h, text) for h in hunks]
+    for diagnostic, hunk in zip(first.diagnostics, hunks, strict=True):
+        assert diagnostic.source == "hunkwise"
+        assert diagnostic.code == "review-needed"
+        assert diagnostic.severity == types.DiagnosticSeverity.Information
+        assert diagnostic.data["hunk"] == hunk.id
+        assert 0.0 <= diagnostic.data["p"] <= 1.0
+        if diagnostic.message.startswith(PENDING):
+            assert diagnostic.message == f"{PENDING}{diagnostic.data['p']:.2f})"
+    client.app_text = text
+    client.app_hunks = hunks
+
+
+async def test_hover_shows_the_comment_probability_bundle_and_base(
+    client, repo: GitRepo, lsp_bundle: Path
+) -> None:
+    uri = _uri(repo, "app.py")
+    line = client.app_hunks[0].added[0][0] - 1
+
+    async def hover_text() -> str:
+        answer = await client.text_document_hover_async(
+            types.HoverParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=types.Position(line, 3),
+            )
+        )
+        assert answer is not None
+        assert answer.range.start.line == line
+        return answer.contents.value
+
+    text = await hover_text()
+    assert "may need review** (p = 0." in text
+    assert f"bundle: `{lsp_bundle}`" in text
+    assert f"base: HEAD ({repo.head()[:7]})" in text
+    # Comments arrive after the scores; the hover then shows the comment.
+    for _ in range(1500):
+        if "pending" not in text:
+            break
+        await asyncio.sleep(0.02)
+        text = await hover_text()
+    assert "pending" not in text
+    nothing = await client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(0, 0)
+        )
+    )
+    assert nothing is None
+
+
+async def test_code_actions_and_resolve_give_a_workspace_edit(client, repo: GitRepo) -> None:
+    uri = _uri(repo, "app.py")
+    diagnostic = client.diagnostics[uri][0]
+    hunk = client.app_hunks[0]
+    actions = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=types.Range(
+                diagnostic.range.start, types.Position(diagnostic.range.end.line + 1, 0)
+            ),
+            context=types.CodeActionContext(diagnostics=[diagnostic]),
+        )
+    )
+    titles = [action.title for action in actions]
+    assert titles == [
+        "Apply suggested refinement",
+        "Dismiss this review finding",
+        "Edit selection with instruction…",
+    ]
+    refine, dismiss, rewrite = actions
+    assert refine.kind == types.CodeActionKind.QuickFix and refine.edit is None
+    assert refine.data["hunk"] == hunk.id
+    assert dismiss.command.command == "hunkwise.dismiss"
+    assert rewrite.kind == types.CodeActionKind.RefactorRewrite
+    assert rewrite.command.command == "hunkwise.editWithInstruction"
+
+    resolved = await client.code_action_resolve_async(refine)
+    (change,) = resolved.edit.document_changes
+    assert change.text_document.uri == uri and change.text_document.version == 3
+    (edit,) = change.edits
+    assert edit.range == types.Range(
+        types.Position(hunk.new_start - 1, 0), types.Position(hunk.new_start - 1 + hunk.new_len, 0)
+    )
+    # Cached: a second resolve (editors resolve on hover of the item) gives the same edit.
+    again = await client.code_action_resolve_async(refine)
+    assert again.edit == resolved.edit
+
+
+async def test_edit_with_instruction_sends_workspace_apply_edit(client, repo: GitRepo) -> None:
+    uri = _uri(repo, "app.py")
+    before = len(client.edits)
+    result = await execute(
+        client,
+        "hunkwise.editWithInstruction",
+        {
+            "uri": uri,
+            "range": {"start": {"line": 0, "character": 4}, "end": {"line": 1, "character": 2}},
+            "instruction": "Add a docstring.",
+        },
+    )
+    assert result == {"applied": True}
+    (request,) = client.edits[before:]
+    (change,) = request.edit.document_changes
+    assert change.text_document.version == 3
+    assert change.edits[0].range == types.Range(types.Position(0, 0), types.Position(2, 0))
+
+
+async def test_a_pure_deletion_is_flagged_where_the_lines_were(client, repo: GitRepo) -> None:
+    uri = _uri(repo, "other.py")
+    open_document(client, uri, OTHER)
+    start, end = OTHER.index("line 6\n"), OTHER.index("line 8\n")
+    replace(client, uri, 2, OTHER, start, end, "")
+    (diagnostic,) = (await published(client, uri, 2)).diagnostics
+    assert diagnostic.range == types.Range(types.Position(5, 0), types.Position(5, 0))
+
+
+async def test_a_threshold_change_republishes(client, repo: GitRepo) -> None:
+    uri = _uri(repo, "app.py")
+    since = len(client.published)
+    configure(client, threshold=1.0)
+    await published(client, uri, 3, since, check=lambda p: p.diagnostics == [])
+    # The pull route: the client answers workspace/configuration with its settings.
+    since = len(client.published)
+    client.set_configuration({"threshold": 0.0}, section="hunkwise")
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
+    back = await published(client, uri, 3, since, check=lambda p: len(p.diagnostics) == 2)
+    assert [d.data["hunk"] for d in back.diagnostics] == [h.id for h in client.app_hunks]
+
+
+async def test_a_burst_of_edits_ends_with_the_last_version_only(client, repo: GitRepo) -> None:
+    uri = _uri(repo, "app.py")
+    text, since = client.app_text, len(client.published)
+    anchor = text.index("    return value + 6") + len("    return value + 6")
+    for version in range(4, 54):
+        text = replace(client, uri, version, text, anchor, anchor, "1")
+        anchor += 1
+    final = await published(client, uri, 53, since)
+    await asyncio.sleep(0.5)  # let anything still queued arrive: none of it may be older
+    ours = [p for p in client.published[since:] if p.uri == uri]
+    assert all(p.version == 53 for p in ours[ours.index(final) :])
+    hunks = diff_texts(APP, text, "app.py")
+    assert [d.data["hunk"] for d in client.diagnostics[uri]] == [h.id for h in hunks]
+    assert [d.range for d in client.diagnostics[uri]] == [_expected_range(h, text) for h in hunks]
+
+
+async def test_a_file_outside_git_gets_no_review_and_one_log_line(client, tmp_path: Path) -> None:
+    outside = tmp_path / "scratch.py"
+    outside.write_text("x = 1\n")
+    uri = outside.as_uri()
+    open_document(client, uri, "x = 1\n")
+    replace(client, uri, 2, "x = 1\n", 0, 0, "print(1)\n")
+    line = f"hunkwise: no review for {uri}: outside a git repository"
+    await wait_until(lambda: any(m.message == line for m in client.log_messages), line)
+    await asyncio.sleep(0.3)
+    assert [m.message for m in client.log_messages].count(line) == 1
+    assert not any(p.uri == uri for p in client.published)
+
+
+async def test_a_binary_file_gets_no_review(client, repo: GitRepo) -> None:
+    uri = _uri(repo, "blob.dat")
+    open_document(client, uri, "\x00\x01binary\x00 changed")
+    line = f"hunkwise: no review for {uri}: binary"
+    await wait_until(lambda: any(m.message == line for m in client.log_messages), line)
+    assert not any(p.uri == uri for p in client.published)
+
+
+_EDIT = st.tuples(
+    st.floats(0, 1),
+    st.integers(0, 12),
+    st.text(alphabet="ab \n=()é😀", max_size=12),
+)
+
+
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(edits=st.lists(_EDIT, min_size=1, max_size=6))
+async def test_random_edits_end_with_diagnostics_for_the_final_text(
+    client, repo: GitRepo, edits
+) -> None:
+    uri = _uri(repo, "lib.py")
+    since = len(client.published)
+    open_document(client, uri, LIB)
+    text, version = LIB, 1
+    for where, length, new in edits:
+        start = int(where * len(text))
+        version += 1
+        text = replace(client, uri, version, text, start, min(start + length, len(text)), new)
+    final = await published(client, uri, version, since)
+    hunks = diff_texts(LIB, text, "lib.py")
+    assert [d.data["hunk"] for d in final.diagnostics] == [h.id for h in hunks]
+    # The server's view of the text is the client's: the ranges fit the final text.
+    for diagnostic, hunk in zip(final.diagnostics, hunks, strict=True):
+        if hunk.added:
+            lines = text.split("\n")
+            first, last = hunk.added[0][0] - 1, hunk.added[-1][0] - 1
+            assert diagnostic.range.start == types.Position(first, 0)
+            assert diagnostic.range.end.line == last
+            assert diagnostic.range.end.character == len(lines[last].encode("utf-16-le")) // 2
+        else:
+            assert diagnostic.range.start == diagnostic.range.end
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
+    assert (await status(client))["state"] == "ready"
+
+
+async def test_a_corrupt_bundle_is_reported_and_the_server_survives(
+    client, repo: GitRepo, lsp_bundle: Path, tmp_path: Path
+) -> None:
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(lsp_bundle, corrupt)
+    weights = corrupt / "rnp" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:64])
+    configure(client, bundle=str(corrupt))
+    await wait_until(
+        lambda: any(
+            m.type == types.MessageType.Error and "cannot load the bundle" in m.message
+            for m in client.messages
+        ),
+        "the error message",
+    )
+    answer = await status(client)
+    assert answer["state"] == "error" and answer["message"]
+    # Back to the good bundle: reviews resume.
+    uri = _uri(repo, "app.py")
+    since = len(client.published)
+    configure(client, bundle=str(lsp_bundle))
+    back = await published(client, uri, 53, since, check=lambda p: len(p.diagnostics) > 0)
+    assert back.diagnostics
+    assert (await status(client))["state"] == "ready"
+
+
+async def test_without_a_bundle_one_message_says_how_to_train_one(
+    repo: GitRepo, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-bundle-here"
+    async with session(repo.path, {"bundle": str(missing), "threshold": 0.0}) as client:
+        expected = f"hunkwise: no trained bundle at {missing}"
+        await wait_until(
+            lambda: any(m.message.startswith(expected) for m in client.messages), expected
+        )
+        uri = _uri(repo, "app.py")
+        open_document(client, uri, APP)
+        replace(client, uri, 2, APP, 0, 0, "print('x')\n")
+        assert (await status(client))["state"] == "no-bundle"
+        await execute(client, "hunkwise.reloadBundle")
+        await asyncio.sleep(0.3)
+        messages = [m.message for m in client.messages if m.message.startswith(expected)]
+        assert len(messages) == 1
+        assert "hunkwise train-from-repo" in messages[0] and "hunkwise train " in messages[0]
+        assert not any(p.diagnostics for p in client.published)
+        await client.shutdown_session()
+        assert client._server.returncode == 0

@@ -1,0 +1,393 @@
+"""Protocol edge cases of the language server, over stdio, with the STAND-IN engine and
+trainer of tests/lsp_stand_in_engine.py (fixed rules instead of a model, so answers are
+exact and instant): bad settings, pull diagnostics, model errors, a busy model, dismissal,
+refinements and instruction edits, workspace review, training runs and their cancellation,
+exiting without a shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from lsprotocol import types
+from pygls.exceptions import JsonRpcRequestCancelled
+
+from tests.gitrepo import GitRepo
+from tests.lsp_session import (
+    STAND_IN_SERVER,
+    execute,
+    open_document,
+    published,
+    replace,
+    session,
+    status,
+    vscode_capabilities,
+    wait_until,
+)
+from tests.lsp_stand_in_engine import COMMENT, write_stand_in_bundle
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+APP = "".join(f"value_{n} = {n}\n" for n in range(1, 21))
+
+
+def _repo(path: Path) -> GitRepo:
+    repo = GitRepo(path)
+    repo.commit("Add app", app_dot_py=APP, notes_dot_md="# Notes\n")
+    return repo
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), **extra}
+
+
+async def _state(client, state: str) -> dict:
+    for _ in range(1000):
+        answer = await status(client)
+        if answer["state"] == state:
+            return answer
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the server never reached state {state!r}: {answer}")
+
+
+def _hover(client, uri: str, line: int):
+    return client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line, 2)
+        )
+    )
+
+
+# -- one server for the document features ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> tuple[GitRepo, Path]:
+    base = tmp_path_factory.mktemp("stand-in")
+    return _repo(base / "repo"), write_stand_in_bundle(base / "bundle")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client(workspace, tmp_path_factory):
+    repo, bundle = workspace
+    env = _env(tmp_path_factory.mktemp("env"))
+    async with session(
+        repo.path, {"bundle": str(bundle), "debounceMs": 10}, STAND_IN_SERVER, env=env
+    ) as client:
+        await _state(client, "ready")
+        yield client
+
+
+async def test_an_edit_is_flagged_then_commented(client, workspace) -> None:
+    repo, _ = workspace
+    uri = (repo.path / "app.py").as_uri()
+    open_document(client, uri, APP)
+    start = APP.index("value_5")
+    text = replace(client, uri, 2, APP, start, start, "print('debug')\n")
+    first = await published(client, uri, 2)
+    (diagnostic,) = first.diagnostics
+    assert diagnostic.message == "This change may need review (p=0.90)"
+    assert diagnostic.range == types.Range(types.Position(4, 0), types.Position(4, 14))
+    assert (diagnostic.source, diagnostic.code) == ("hunkwise", "review-needed")
+    assert diagnostic.severity == types.DiagnosticSeverity.Information
+    assert diagnostic.data["p"] == 0.9
+    commented = await published(client, uri, 2, check=lambda p: p.diagnostics[0].message == COMMENT)
+    assert commented.diagnostics[0].data == diagnostic.data
+    assert COMMENT in (await _hover(client, uri, 4)).contents.value
+    # A hunk without a print scores 0.1: under the threshold, no diagnostic for it.
+    end = text.index("value_12")
+    replace(client, uri, 3, text, end, end, "extra = 1\n")
+    assert len((await published(client, uri, 3)).diagnostics) == 1
+
+
+async def test_resolve_and_apply_refinement_give_the_refined_hunk(client, workspace) -> None:
+    repo, _ = workspace
+    uri = (repo.path / "refine.py").as_uri()
+    text = "".join(f"line_{n} = {n}\n" for n in range(1, 11))
+    open_document(client, uri, text)
+    text = replace(client, uri, 2, text, text.index("line_4"), text.index("line_4"), "print(3)\n")
+    # refine.py is untracked: all of it is added, one hunk over the whole file.
+    (diagnostic,) = (await published(client, uri, 2)).diagnostics
+    (refine, _dismiss) = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=diagnostic.range,
+            context=types.CodeActionContext(
+                diagnostics=[diagnostic], only=[types.CodeActionKind.QuickFix]
+            ),
+        )
+    )
+    resolved = await client.code_action_resolve_async(refine)
+    (change,) = resolved.edit.document_changes
+    (edit,) = change.edits
+    assert change.text_document.version == 2
+    assert edit.range == types.Range(types.Position(0, 0), types.Position(11, 0))
+    assert edit.new_text == "".join(f"line_{n} = {n}\n" for n in range(1, 11))
+    result = await execute(
+        client, "hunkwise.applyRefinement", {"uri": uri, "hunk": refine.data["hunk"]}
+    )
+    assert result == {"applied": True}
+    assert client.edits[-1].edit == resolved.edit
+
+
+async def test_an_instruction_edit_replaces_the_selected_lines(client, workspace) -> None:
+    repo, _ = workspace
+    uri = (repo.path / "app.py").as_uri()
+    text = "first = 1\nsecond = 2\nthird = 3"
+    edit_uri = uri.replace("app.py", "edit.py")
+    open_document(client, edit_uri, text)
+    selection = {"start": {"line": 1, "character": 3}, "end": {"line": 2, "character": 2}}
+    result = await execute(
+        client,
+        "hunkwise.editWithInstruction",
+        {"uri": edit_uri, "range": selection, "instruction": "Shout."},
+    )
+    assert result == {"applied": True}
+    (change,) = client.edits[-1].edit.document_changes
+    # Whole lines, to the end of the text, which has no final newline: none is added.
+    assert change.edits[0].range == types.Range(types.Position(1, 0), types.Position(2, 9))
+    assert change.edits[0].new_text == "SECOND = 2\nTHIRD = 3"
+    missing = await execute(
+        client, "hunkwise.editWithInstruction", {"uri": edit_uri, "range": selection}
+    )
+    assert missing == {"applied": False, "reason": "no instruction"}
+
+
+async def test_dismiss_hides_a_finding_until_its_hunk_changes(client, workspace) -> None:
+    repo, _ = workspace
+    uri = (repo.path / "dismiss.py").as_uri()
+    open_document(client, uri, "x = 1\n")
+    text = replace(client, uri, 2, "x = 1\n", 0, 0, "print(1)\n")
+    (diagnostic,) = (await published(client, uri, 2)).diagnostics
+    since = len(client.published)
+    hunk = diagnostic.data["hunk"]
+    assert await execute(client, "hunkwise.dismiss", {"uri": uri, "hunk": hunk}) == {
+        "dismissed": True
+    }
+    await published(client, uri, 2, since, check=lambda p: p.diagnostics == [])
+    replace(client, uri, 3, text, 0, 0, "print(0)\n")
+    (again,) = (await published(client, uri, 3)).diagnostics
+    assert again.data["hunk"] != hunk
+
+
+async def test_a_model_error_is_reported_and_the_server_survives(client, workspace) -> None:
+    repo, _ = workspace
+    uri = (repo.path / "oom.py").as_uri()
+    open_document(client, uri, "")
+    text = replace(client, uri, 2, "", 0, 0, "oops = 'OOM!'\n")
+    await wait_until(
+        lambda: any("ran out of memory" in m.message for m in client.messages), "the report"
+    )
+    replace(client, uri, 3, text, 0, len(text), "print(2)\n")
+    (diagnostic,) = (await published(client, uri, 3)).diagnostics
+    assert diagnostic.data["p"] == 0.9
+    assert (await status(client))["state"] == "ready"
+
+
+# -- servers of their own ------------------------------------------------------------------
+
+
+async def test_bad_settings_are_named_and_their_defaults_used(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    bundle = write_stand_in_bundle(tmp_path / "bundle")
+    options = {
+        "bundle": str(bundle),
+        "threshold": "high",
+        "severity": "loud",
+        "debounceMs": -5,
+        "somethingElse": 1,
+    }
+    uri = (repo.path / "app.py").as_uri()
+    # A client without codeAction/resolve gets the refinement as a command instead.
+    capabilities = vscode_capabilities()
+    capabilities.text_document.code_action.resolve_support = None
+    async with session(repo.path, options, STAND_IN_SERVER, capabilities, _env(tmp_path)) as client:
+        await _state(client, "ready")
+        shown = [m.message for m in client.messages]
+        expected = (("threshold", "0.5"), ("severity", '"information"'), ("debounceMs", "300"))
+        for key, default in expected:
+            assert any(f"`hunkwise.{key}`" in m and f"default, {default}" in m for m in shown)
+        assert not any("somethingElse" in m for m in shown)
+        open_document(client, uri, APP)
+        text = replace(client, uri, 2, APP, 0, 0, "print(1)\n")
+        start = text.index("value_15")
+        replace(client, uri, 3, text, start, start, "other = 2\n")
+        (flagged,) = (await published(client, uri, 3)).diagnostics  # 0.9 >= 0.5 > 0.1
+        assert flagged.severity == types.DiagnosticSeverity.Information
+        (refine, _) = await client.text_document_code_action_async(
+            types.CodeActionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                range=flagged.range,
+                context=types.CodeActionContext(
+                    diagnostics=[flagged], only=[types.CodeActionKind.QuickFix]
+                ),
+            )
+        )
+        assert refine.command.command == "hunkwise.applyRefinement" and refine.data is None
+        # workspace/configuration answers override initializationOptions.
+        since = len(client.published)
+        client.set_configuration({"threshold": 0.05, "severity": "warning"}, section="hunkwise")
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
+        both = await published(client, uri, 3, since, check=lambda p: len(p.diagnostics) == 2)
+        assert {d.severity for d in both.diagnostics} == {types.DiagnosticSeverity.Warning}
+
+
+async def test_pull_clients_get_result_ids_unchanged_reports_and_refreshes(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    bundle = write_stand_in_bundle(tmp_path / "bundle")
+    uri = (repo.path / "app.py").as_uri()
+    options = {"bundle": str(bundle), "debounceMs": 10}
+    capabilities = vscode_capabilities(pull=True)
+    async with session(repo.path, options, STAND_IN_SERVER, capabilities, _env(tmp_path)) as client:
+        open_document(client, uri, APP)
+        replace(client, uri, 2, APP, 0, 0, "print(1)\n")
+
+        async def pull(previous: str | None):
+            return await client.text_document_diagnostic_async(
+                types.DocumentDiagnosticParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri),
+                    previous_result_id=previous,
+                )
+            )
+
+        first = await pull(None)  # answered once the review of version 2 is in
+        assert first.kind == "full" and first.result_id and len(first.items) == 1
+        await wait_until(lambda: client.diagnostic_refresh_count > 0, "a refresh request")
+        second = await pull(first.result_id)
+        if second.kind == "full":  # the comment arrived after the first answer
+            assert second.items[0].message == COMMENT and second.result_id != first.result_id
+        third = await pull(second.result_id)
+        assert third.kind == "unchanged" and third.result_id == second.result_id
+        assert not [p for p in client.published if p.uri == uri]  # nothing pushed
+
+
+async def test_hover_is_answered_while_the_model_is_busy(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    bundle = write_stand_in_bundle(tmp_path / "bundle", delay=0.5)
+    uri = (repo.path / "app.py").as_uri()
+    options = {"bundle": str(bundle), "debounceMs": 10}
+    async with session(repo.path, options, STAND_IN_SERVER, env=_env(tmp_path)) as client:
+        await _state(client, "ready")
+        open_document(client, uri, APP)
+        replace(client, uri, 2, APP, 0, 0, "print(1)\n")
+        await published(client, uri, 2, check=lambda p: bool(p.diagnostics))
+        # The comment job keeps the model busy for the next 0.5 s; the hover does not wait.
+        assert "Review comment pending" in (await _hover(client, uri, 0)).contents.value
+
+
+async def test_review_workspace_reviews_changed_and_untracked_files(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    bundle = write_stand_in_bundle(tmp_path / "bundle")
+    repo.write("app.py", "print('on disk')\n" + APP)
+    repo.write("new.py", "print('new')\n")
+    repo.write(".gitignore", "build/\n")
+    repo.write("build/out.py", "print('ignored')\n")
+    index_before = (repo.path / ".git" / "index").read_bytes()
+    async with session(
+        repo.path, {"bundle": str(bundle)}, STAND_IN_SERVER, env=_env(tmp_path)
+    ) as client:
+        await _state(client, "ready")
+        result = await execute(client, "hunkwise.reviewWorkspace")
+        assert result == {"files": 3, "reviewed": 3, "flagged": 2, "cancelled": False}
+        flagged = {p.uri for p in client.published if p.diagnostics}
+        assert flagged == {(repo.path / "app.py").as_uri(), (repo.path / "new.py").as_uri()}
+        ends = [r for rs in client.progress_reports.values() for r in rs if r.kind == "end"]
+        assert any(r.message == "3 files, 2 findings" for r in ends)
+    assert (repo.path / ".git" / "index").read_bytes() == index_before  # nothing written
+
+
+async def test_exit_without_shutdown_exits_with_status_1(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    async with session(repo.path, {}, STAND_IN_SERVER, env=_env(tmp_path)) as client:
+        client.exit(None)
+        await asyncio.wait_for(client._server.wait(), 20)
+        assert client._server.returncode == 1
+
+
+# -- training runs -------------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")  # a zombie has stopped all the same
+    return not (stat.exists() and stat.read_text().split()[2] == "Z")
+
+
+async def test_training_runs_reloads_and_cancels_cleanly(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    control = tmp_path / "control.json"
+    pid_file = tmp_path / "trainer.pid"
+    control.write_text(json.dumps({"steps": 4}))
+    env = _env(tmp_path, HUNKWISE_STAND_IN_CONTROL=str(control))
+    async with session(repo.path, {}, STAND_IN_SERVER, env=env) as client:
+        await _state(client, "no-bundle")
+        result = await execute(client, "hunkwise.trainFromRepo", {"tasks": ["rnp", "rcg"]})
+        assert result["trained"] is True and result["state"] == "ready"
+        bundle = Path(result["bundle"])
+        assert bundle.parent == tmp_path / "cache" / "hunkwise"
+        manifest = (bundle / "manifest.json").read_bytes()
+        reports = [r for rs in client.progress_reports.values() for r in rs]
+        assert any(r.message == "training step 4/4" and r.percentage == 100 for r in reports)
+        assert (await status(client))["bundle"] == str(bundle)
+
+        # Two more runs, stopped midway: by the progress's cancel button, then by
+        # $/cancelRequest. Each time the trainer stops and the bundle stays as it was.
+        control.write_text(json.dumps({"steps": 400, "seconds": 0.05, "pid_file": str(pid_file)}))
+        for way in ("progress", "request"):
+            pid_file.unlink(missing_ok=True)
+            since = set(client.progress_reports)
+            msg_id = f"train-{way}"
+            request = asyncio.ensure_future(
+                client.protocol.send_request_async(
+                    types.WORKSPACE_EXECUTE_COMMAND,
+                    types.ExecuteCommandParams(command="hunkwise.trainFromRepo", arguments=[{}]),
+                    msg_id=msg_id,
+                )
+            )
+            await wait_until(lambda: pid_file.exists() and pid_file.read_text(), "the trainer")
+            pid = int(pid_file.read_text())
+
+            def training_token(since=since):
+                for token, values in client.progress_reports.items():
+                    if token not in since and any("step" in (v.message or "") for v in values):
+                        return token
+                return None
+
+            token = await wait_until(training_token, "training progress")
+            if way == "progress":
+                client.window_work_done_progress_cancel(
+                    types.WorkDoneProgressCancelParams(token=token)
+                )
+                assert await request == {"trained": False, "cancelled": True}
+            else:
+                client.cancel_request(types.CancelParams(id=msg_id))
+                with pytest.raises(JsonRpcRequestCancelled):
+                    await request
+            await wait_until(lambda pid=pid: not _alive(pid), "the trainer to stop", 20)
+            cache = bundle.parent
+            await wait_until(lambda c=cache: len(list(c.iterdir())) == 1, "its temp dir to go", 20)
+            assert (bundle / "manifest.json").read_bytes() == manifest
+        assert (await status(client))["state"] == "ready"
+
+        # The editor goes away (stdin closed, no shutdown) during a run: the trainer stops.
+        pid_file.unlink()
+        unanswered = asyncio.ensure_future(
+            client.protocol.send_request_async(
+                types.WORKSPACE_EXECUTE_COMMAND,
+                types.ExecuteCommandParams(command="hunkwise.trainFromRepo", arguments=[{}]),
+            )
+        )
+        await wait_until(lambda: pid_file.exists() and pid_file.read_text(), "the trainer")
+        pid = int(pid_file.read_text())
+        client._server.stdin.close()
+        assert await asyncio.wait_for(client._server.wait(), 30) == 1
+        assert not _alive(pid)
+        assert (bundle / "manifest.json").read_bytes() == manifest
+        unanswered.cancel()

@@ -1,0 +1,67 @@
+"""git lines and LSP positions: hunk ranges (UTF-16 columns, CRLF, a lone CR, pure
+deletions) and whole-line replacement edits that keep the buffer's line endings."""
+
+from __future__ import annotations
+
+from lsprotocol.types import Position, PositionEncodingKind, Range
+from pygls.workspace.position_codec import PositionCodec
+
+from server.text import LineMap
+from training.hunks import diff_texts
+
+UTF16 = PositionCodec(PositionEncodingKind.Utf16)
+UTF8 = PositionCodec(PositionEncodingKind.Utf8)
+
+
+def _range(a: tuple[int, int], b: tuple[int, int]) -> Range:
+    return Range(Position(*a), Position(*b))
+
+
+def test_added_lines_in_utf16_and_utf8_columns() -> None:
+    old = "a = 1\nb = 2\n"
+    new = "a = 1\ns = '😀é'\nb = 2\n"
+    (hunk,) = diff_texts(old, new, "x.py")
+    assert LineMap(new, UTF16).hunk_range(hunk) == _range((1, 0), (1, 9))
+    assert LineMap(new, UTF8).hunk_range(hunk) == _range((1, 0), (1, 12))
+
+
+def test_crlf_and_a_lone_cr() -> None:
+    new = "a\r\nadded\r\nb\r\n"
+    (hunk,) = diff_texts("a\nb\n", new.replace("\r\n", "\n"), "x.py")
+    assert LineMap(new, UTF16).hunk_range(hunk) == _range((1, 0), (1, 5))
+    # git sees one line "x\ry"; an editor sees two: the added line after it is LSP line 2.
+    new = "x\ry\nadded\n"
+    (hunk,) = diff_texts("x\ry\n", new, "x.py")
+    assert LineMap(new, UTF16).hunk_range(hunk) == _range((2, 0), (2, 5))
+
+
+def test_a_pure_deletion_is_a_point_where_the_lines_were() -> None:
+    old = "".join(f"{n}\n" for n in range(1, 11))
+    middle = old.replace("5\n6\n", "")
+    (hunk,) = diff_texts(old, middle, "x.py")
+    assert LineMap(middle, UTF16).hunk_range(hunk) == _range((4, 0), (4, 0))
+    at_end = old.replace("9\n10\n", "")
+    (hunk,) = diff_texts(old, at_end, "x.py")
+    assert LineMap(at_end, UTF16).hunk_range(hunk) == _range((8, 0), (8, 0))
+    (hunk,) = diff_texts(old, "", "x.py")
+    assert LineMap("", UTF16).hunk_range(hunk) == _range((0, 0), (0, 0))
+
+
+def test_replacing_lines_keeps_line_endings_and_the_final_newline() -> None:
+    lines = LineMap("a\nb\nc\n", UTF16)
+    edit = lines.replace_lines(2, 1, "B")
+    assert (edit.range, edit.new_text) == (_range((1, 0), (2, 0)), "B\n")
+    last = LineMap("a\nb", UTF16).replace_lines(2, 1, "B\n")
+    assert (last.range, last.new_text) == (_range((1, 0), (1, 1)), "B")
+    crlf = LineMap("a\r\nb\r\nc\r\n", UTF16).replace_lines(1, 2, "x\ny")
+    assert (crlf.range, crlf.new_text) == (_range((0, 0), (2, 0)), "x\r\ny\r\n")
+
+
+def test_selections_take_whole_lines() -> None:
+    lines = LineMap("one\ntwo\nthree\nfour\n", UTF16)
+    assert lines.selected_lines(_range((1, 2), (2, 1))) == (2, 2, "two\nthree")
+    # ending at the start of a line does not take that line
+    assert lines.selected_lines(_range((1, 0), (3, 0))) == (2, 2, "two\nthree")
+    assert lines.selected_lines(_range((2, 3), (2, 3))) == (3, 1, "three")
+    assert lines.offset(Position(99, 0)) == len("one\ntwo\nthree\nfour\n")
+    assert lines.offset(Position(0, 99)) == 3
