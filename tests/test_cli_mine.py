@@ -17,7 +17,9 @@ HEAVY = ("torch", "transformers", "peft", "datasets", "accelerate")
 def hunkwise(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", "from training.cli import main; main()", *args],
-        cwd=cwd, capture_output=True, text=True,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -26,14 +28,24 @@ def small_repo(tmp_path_factory) -> GitRepo:
     repo = GitRepo(tmp_path_factory.mktemp("cli") / "tool")
     repo.commit("Add the tool", tool_dot_py="def run():\n    return 1\n")
     repo.commit("Add a flag", tool_dot_py="def run(flag=False):\n    return 1\n")
-    repo.commit("Fix the flag being ignored", tool_dot_py="def run(flag=False):\n    return 2 if flag else 1\n")
+    repo.commit(
+        "Fix the flag being ignored",
+        tool_dot_py="def run(flag=False):\n    return 2 if flag else 1\n",
+    )
     repo.commit("Add docs", README_dot_md="# tool\n")
     return repo
 
 
 def test_mine_json_output_and_files(small_repo, tmp_path):
-    result = hunkwise("mine", str(small_repo.path), "--out", str(tmp_path / "data"), "--json",
-                      "--horizon-commits", "1")
+    result = hunkwise(
+        "mine",
+        str(small_repo.path),
+        "--out",
+        str(tmp_path / "data"),
+        "--json",
+        "--horizon-commits",
+        "1",
+    )
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout)
     assert stats["commits"] == 4 and stats["fix_commits"] == 1
@@ -55,8 +67,10 @@ def test_mine_prints_a_summary_table(small_repo, tmp_path):
         (["mine", "{tmp}", "--out", "{tmp}/o"], "not a git repository"),
         (["mine", "{tmp}/missing", "--out", "{tmp}/o"], "no such directory"),
         (["mine", "{repo}", "--out", "{tmp}/o", "--rev", "nope"], "'nope' is not a commit"),
-        (["mine", "{repo}", "--out", "{tmp}/o", "--horizon-commits", "3", "--horizon-days", "2"],
-         "not both"),
+        (
+            ["mine", "{repo}", "--out", "{tmp}/o", "--horizon-commits", "3", "--horizon-days", "2"],
+            "not both",
+        ),
         (["mine", "{repo}"], "Missing option '--out'"),
         (["mine", "{repo}", "--out", "{tmp}/o", "--max-commits", "0"], "--max-commits"),
     ],
