@@ -8,11 +8,15 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from training import __version__
 from training.errors import HunkwiseError
+
+if TYPE_CHECKING:
+    from training.finetune import TrainOptions
 
 
 def user_errors(command):
@@ -294,6 +298,95 @@ def _task_list(ctx, param, value: str | None) -> tuple[str, ...] | None:
     return tasks
 
 
+def training_options(command):
+    """The fine-tuning options `train` and `train-from-repo` share; they arrive in the
+    command as ``options`` (a TrainOptions), not one by one."""
+    shared = [
+        click.option(
+            "--tasks",
+            callback=_task_list,
+            default=None,
+            help="Comma-separated adapters to train [default: rnp,rcg,cr,edit].",
+        ),
+        click.option(
+            "--stage1-data",
+            type=click.Path(exists=True, path_type=Path),
+            default=None,
+            help="Alpaca / Code Alpaca JSON or JSONL for stage-1 instruction tuning (optional).",
+        ),
+        click.option(
+            "--epochs",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Epochs per adapter [default: 3 on a GPU, 1 on CPU].",
+        ),
+        click.option(
+            "--max-steps",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Cap every stage at N optimizer steps (wins over --epochs).",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=4,
+            show_default=True,
+            help="Per device.",
+        ),
+        click.option(
+            "--max-length",
+            type=click.IntRange(min=64),
+            default=None,
+            help="Tokens per example; longer inputs are cut in the middle "
+            "[default: 1024 on a GPU, 512 on CPU].",
+        ),
+        click.option(
+            "--max-records-per-task",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Train on the newest N records of each task, 0 for all "
+            "[default: all on a GPU, 300 on CPU].",
+        ),
+        click.option(
+            "--device",
+            type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+            default="auto",
+            show_default=True,
+        ),
+        click.option(
+            "--resume",
+            is_flag=True,
+            help="Continue an interrupted run (same arguments) where it stopped.",
+        ),
+    ]
+    names = (
+        "tasks",
+        "stage1_data",
+        "epochs",
+        "max_steps",
+        "batch_size",
+        "max_length",
+        "max_records_per_task",
+        "device",
+        "resume",
+    )
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from training.finetune import TrainOptions
+
+        values = {name: kwargs.pop(name) for name in names}
+        tasks = values.pop("tasks")
+        options = TrainOptions(**values)
+        if tasks:
+            options.tasks = tasks
+        return command(*args, options=options, **kwargs)
+
+    for option in reversed(shared):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 @main.command()
 @click.option(
     "--data",
@@ -315,94 +408,17 @@ def _task_list(ctx, param, value: str | None) -> tuple[str, ...] | None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Bundle directory to write (replaced atomically when training succeeds).",
 )
-@click.option(
-    "--tasks",
-    callback=_task_list,
-    default=None,
-    help="Comma-separated adapters to train [default: rnp,rcg,cr,edit].",
-)
-@click.option(
-    "--stage1-data",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Alpaca / Code Alpaca JSON or JSONL for stage-1 instruction tuning (optional).",
-)
-@click.option(
-    "--epochs",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Epochs per adapter [default: 3 on a GPU, 1 on CPU].",
-)
-@click.option(
-    "--max-steps",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Cap every stage at N optimizer steps (wins over --epochs).",
-)
-@click.option(
-    "--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Per device."
-)
-@click.option(
-    "--max-length",
-    type=click.IntRange(min=64),
-    default=None,
-    help="Tokens per example; longer inputs are cut in the middle "
-    "[default: 1024 on a GPU, 512 on CPU].",
-)
-@click.option(
-    "--max-records-per-task",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Train on the newest N records of each task, 0 for all "
-    "[default: all on a GPU, 300 on CPU].",
-)
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda", "mps"]),
-    default="auto",
-    show_default=True,
-)
-@click.option(
-    "--resume", is_flag=True, help="Continue an interrupted run (same arguments) where it stopped."
-)
+@training_options
 @click.option("--json", "json_output", is_flag=True, help="Print the manifest as JSON on stdout.")
 @user_errors
-def train(
-    data_dir: Path,
-    base: str,
-    out: Path,
-    tasks: tuple[str, ...] | None,
-    stage1_data: Path | None,
-    epochs: float | None,
-    max_steps: int | None,
-    batch_size: int,
-    max_length: int | None,
-    max_records_per_task: int | None,
-    device: str,
-    resume: bool,
-    json_output: bool,
-) -> None:
+def train(data_dir: Path, base: str, out: Path, options: TrainOptions, json_output: bool) -> None:
     """Fine-tune LoRA adapters on a dataset and write an adapter bundle.
 
     Works unchanged under `torchrun` / `accelerate launch` (only the main process writes).
     """
-    import os
-
     from training.bundle import read_manifest
-    from training.finetune import TrainOptions, train_bundle
+    from training.finetune import train_bundle
 
-    options = TrainOptions(
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        max_length=max_length,
-        max_records_per_task=max_records_per_task,
-        device=device,
-        stage1_data=stage1_data,
-        resume=resume,
-    )
-    if tasks:
-        options.tasks = tasks
     console = _console(json_output)
     bundle = train_bundle(data_dir, base, out, options, console=console)
     if json_output and os.environ.get("RANK", "0") == "0":
@@ -436,12 +452,6 @@ def _print_report(console, report) -> None:
     default=None,
     help="Bundle directory [default: $XDG_CACHE_HOME/hunkwise/<repo>-<hash>].",
 )
-@click.option(
-    "--tasks",
-    callback=_task_list,
-    default=None,
-    help="Comma-separated adapters to train [default: rnp,rcg,cr,edit].",
-)
 @click.option("--rev", default="HEAD", show_default=True, help="Revision whose history is mined.")
 @click.option(
     "--max-commits",
@@ -456,31 +466,6 @@ def _print_report(console, report) -> None:
     help="Label horizon in commits [default: 100, less on short histories].",
 )
 @click.option(
-    "--stage1-data",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Alpaca / Code Alpaca JSON for stage-1 instruction tuning (optional).",
-)
-@click.option(
-    "--epochs",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Epochs per adapter [default: 3 on a GPU, 1 on CPU].",
-)
-@click.option(
-    "--max-steps",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Cap every stage at N optimizer steps.",
-)
-@click.option(
-    "--max-records-per-task",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Train on the newest N records of each task, 0 for all "
-    "[default: all on a GPU, 300 on CPU].",
-)
-@click.option(
     "--eval-limit",
     type=click.IntRange(min=0),
     default=None,
@@ -493,10 +478,7 @@ def _print_report(console, report) -> None:
     default=None,
     help="Stop-word list for RCG BLEU-4 without stop words (CodeReviewer's stopwords.txt).",
 )
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
-)
-@click.option("--resume", is_flag=True, help="Continue an interrupted training run.")
+@training_options
 @click.option(
     "--json",
     "json_output",
@@ -508,18 +490,12 @@ def train_from_repo(
     repo: Path,
     base: str,
     out: Path | None,
-    tasks: tuple[str, ...] | None,
     rev: str,
     max_commits: int | None,
     horizon_commits: int | None,
-    stage1_data: Path | None,
-    epochs: float | None,
-    max_steps: int | None,
-    max_records_per_task: int | None,
     eval_limit: int | None,
     stopwords: Path | None,
-    device: str,
-    resume: bool,
+    options: TrainOptions,
     json_output: bool,
 ) -> None:
     """Mine REPO's history, train a bundle on it, and evaluate it (default: current directory).
@@ -529,7 +505,7 @@ def train_from_repo(
     """
     from training.bundle import default_bundle_dir
     from training.evaluate import evaluate_bundle, load_stopwords, write_bundle_report
-    from training.finetune import TrainOptions, train_bundle
+    from training.finetune import train_bundle
     from training.mining.miner import MineOptions, mine_repository
     from training.progress import summary_table
     from training.review import repo_root
@@ -545,22 +521,12 @@ def train_from_repo(
         console=console,
     )
     console.print(summary_table(stats, title=f"mined {stats['repo']}: {stats['commits']} commits"))
-    options = TrainOptions(
-        epochs=epochs,
-        max_steps=max_steps,
-        device=device,
-        stage1_data=stage1_data,
-        resume=resume,
-        max_records_per_task=max_records_per_task,
-    )
-    if tasks:
-        options.tasks = tasks
     bundle = train_bundle(data, base, out, options, console=console)
     if os.environ.get("RANK", "0") != "0":
         return
     words = load_stopwords(stopwords) if stopwords else None
     report = evaluate_bundle(
-        bundle, data, device=device, limit=eval_limit, stopwords=words, console=console
+        bundle, data, device=options.device, limit=eval_limit, stopwords=words, console=console
     )
     write_bundle_report(bundle, report)
     if json_output:
