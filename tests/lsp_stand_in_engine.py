@@ -93,6 +93,9 @@ def train_child(args: list[str]) -> int:
     prints progress, then writes the bundle atomically as the real trainer does. The JSON
     file named by HUNKWISE_STAND_IN_CONTROL sets its "steps", their "seconds" and a
     "pid_file" to write its pid to."""
+    from training.cli import handle_stop_signals
+
+    handle_stop_signals()  # as the real `hunkwise` command does
     control_path = os.environ.get("HUNKWISE_STAND_IN_CONTROL")
     control = json.loads(Path(control_path).read_text()) if control_path else {}
     if control.get("pid_file"):

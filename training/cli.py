@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,19 @@ from training.errors import HunkwiseError
 
 if TYPE_CHECKING:
     from training.finetune import TrainOptions
+
+
+def handle_stop_signals() -> None:
+    """Ctrl-C and SIGTERM unwind the program (so temp dirs are removed and nothing
+    half-written is left), even when SIGINT came in ignored: a child of a background job
+    in a non-interactive shell inherits SIGINT ignored, and the language server stops its
+    training child with SIGINT, then SIGTERM."""
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, terminate)
 
 
 def user_errors(command):
@@ -47,6 +61,7 @@ def _console(json_output: bool):
 @click.version_option(__version__, prog_name="hunkwise")
 def main() -> None:
     """hunkwise: a code reviewer trained on your repository's own history."""
+    handle_stop_signals()
     # Library warnings (transformers, peft) are noise for a user of the command line; set
     # TRANSFORMERS_VERBOSITY=warning to see them.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
