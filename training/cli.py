@@ -360,7 +360,7 @@ def training_options(command):
             type=click.IntRange(min=0),
             default=None,
             help="Train on the newest N records of each task, 0 for all "
-            "[default: all on a GPU, 300 on CPU].",
+            "[default: all on a GPU, 600 on CPU].",
         ),
         click.option(
             "--device",
@@ -485,7 +485,7 @@ def _print_report(console, report) -> None:
     type=click.IntRange(min=0),
     default=None,
     help="Evaluate at most N test records per task, 0 for all "
-    "[default: all on a GPU, the newest 300 rnp / 40 others on CPU].",
+    "[default: all on a GPU, the newest 400 rnp / 60 others on CPU].",
 )
 @click.option(
     "--stopwords",
@@ -575,7 +575,7 @@ def train_from_repo(
     type=click.IntRange(min=0),
     default=None,
     help="Evaluate at most N test records per task, 0 for all "
-    "[default: all on a GPU, the newest 300 rnp / 40 others on CPU].",
+    "[default: all on a GPU, the newest 400 rnp / 60 others on CPU].",
 )
 @click.option(
     "--stopwords",

@@ -64,9 +64,9 @@ AUTO_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "cpu": {
         "epochs": 1.0,
-        "stage0_epochs": 1.0,
+        "stage0_epochs": 2.0,
         "max_length": 512,
-        "max_records_per_task": 300,
+        "max_records_per_task": 600,
         "max_eval_records": 40,
     },
 }
