@@ -155,7 +155,7 @@ def test_train_bundle_writes_a_complete_bundle(full_run):
         **{task: {"train": 8, "valid": 1} for task in ADAPTER_TASKS},
         RNP: {"train": 8, "valid": 1, "train_labels": {"no": 4, "yes": 4}},
     }
-    assert training["options"]["max_records_per_task"] == 300  # the CPU default
+    assert training["options"]["max_records_per_task"] == 600  # the CPU default
     assert training["options"]["learning_rate"] == 3e-4
     assert training["options"]["lora_r"] == 4
     assert training["max_prompt_tokens"] < training["max_length"] == 256
