@@ -327,3 +327,14 @@ def test_reviewing_never_refreshes_the_index(tmp_path):
         hunks_for(repo.path, spec, staged=staged)
     assert (index.read_bytes(), index.stat().st_mtime_ns) == before
     assert [h.path for h in hunks_for(repo.path)] == ["a.py"]
+
+
+def test_paths_with_spaces_and_b_slash(tmp_path):
+    repo = GitRepo(tmp_path / "spaces")
+    repo.write("dir b/x y.py", "a = 1\n")
+    repo.commit("Add x")
+    repo.write("dir b/x y.py", "a = 2\n")
+    [hunk] = hunks_for(repo.path)
+    assert hunk.path == "dir b/x y.py" and hunk.added == [(1, "a = 2")]
+    [added] = hunks_for(repo.path, "HEAD")
+    assert added.path == "dir b/x y.py" and added.text == "@@ -0,0 +1 @@\n+a = 1"

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 from training import __version__
 from training.errors import HunkwiseError
-from training.hunks import Hunk, parse_diff
-from training.mining.gitlog import DIFF_OPTIONS, GIT_CONFIG
+from training.hunks import Hunk
+from training.mining.gitlog import DIFF_OPTIONS, GIT_CONFIG, parse_git_diff
 
 if TYPE_CHECKING:
     from training.engine import Engine
@@ -140,9 +140,14 @@ def hunks_for(repo: Path, spec: str | None = None, staged: bool = False) -> list
         parents = _git(git_repo, "rev-list", "--parents", "-n", "1", commit).split()
         parent = parents[1] if len(parents) > 1 else _empty_tree(git_repo)
         command = ["diff-tree", "-r", parent, commit]
-    # Mining's fixed options, so a review sees hunks exactly as training did.
-    text = _git(git_repo, command[0], "-p", *DIFF_OPTIONS, *command[1:], "--")
-    return parse_diff(text)
+    # Mining's fixed options and parser, so a review sees hunks exactly as training did.
+    data = _git(git_repo, command[0], "-p", *DIFF_OPTIONS, *command[1:], "--", raw=True)
+    return [
+        hunk
+        for file in parse_git_diff(data)
+        if not (file.binary or file.submodule)
+        for hunk in file.hunks
+    ]
 
 
 def open_repo(path: Path):
@@ -163,7 +168,7 @@ def repo_root(path: Path) -> Path:
     return Path(git_repo.working_tree_dir or git_repo.git_dir).resolve()
 
 
-def _git(git_repo, *args: str, stdin: int | None = None) -> str:
+def _git(git_repo, *args: str, stdin: int | None = None, raw: bool = False):
     import git
 
     # GIT_OPTIONAL_LOCKS=0: git must not refresh the index (a write) behind our back.
@@ -182,7 +187,7 @@ def _git(git_repo, *args: str, stdin: int | None = None) -> str:
         raise HunkwiseError(
             f"git {args[0]} failed in {git_repo.working_tree_dir}: {reason}"
         ) from error
-    return out.decode("utf-8", errors="replace")
+    return out if raw else out.decode("utf-8", errors="replace")
 
 
 def _resolve(git_repo, rev: str) -> str:

@@ -283,6 +283,12 @@ def _parse(stream) -> Iterator[Commit]:
             buffer = buffer[headers[-1].start() :]
 
 
+def parse_git_diff(data: bytes) -> list[FileDiff]:
+    """The file diffs of one ``git diff``-family output (the format the walk reads), so
+    a review parses hunks exactly as mining did."""
+    return _parse_files(data, 0, len(data))
+
+
 def _parse_files(data: bytes, start: int, end: int) -> list[FileDiff]:
     starts = [m.start() for m in _FILE_START.finditer(data, start, end)]
     files = []
