@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.model_sizes import SMALL_MODEL
 from training.bundle import BundleError
 from training.data import encode_prompt
 from training.engine import Engine, GenerationRequest, _label_token_ids
@@ -61,11 +62,7 @@ def build_stand_in_bundle(path: Path, stage1: bool = True) -> Path:
     tokenizer = build_tiny_tokenizer(CORPUS, vocab_size=400)
     base = build_tiny_model(
         tokenizer,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+        **SMALL_MODEL,
         max_position_embeddings=512,
     )
     base.save_pretrained(path / "base")

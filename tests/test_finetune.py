@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from rich.console import Console
 from transformers import TrainerCallback
 
+from tests.model_sizes import SMALL_MODEL
 from training.bundle import BundleError, read_manifest
 from training.cli import main
 from training.errors import HunkwiseError
@@ -28,13 +29,6 @@ from training.tasks import ADAPTER_TASKS, CR, EDIT, RCG, RNP, Record, RecordMeta
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SMALL = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 4,
-}
 
 OPTIONS = TrainOptions(
     epochs=2,
@@ -45,7 +39,7 @@ OPTIONS = TrainOptions(
     lora_r=4,
     lora_alpha=8,
     tiny_vocab_size=512,
-    tiny_config=SMALL,
+    tiny_config=SMALL_MODEL,
     seed=0,
     device="cpu",
 )

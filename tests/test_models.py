@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.model_sizes import SMALL_MODEL
 from training.errors import HunkwiseError
 from training.models import (
     TINY,
@@ -24,14 +25,6 @@ CORPUS = [
     "Comment: Rename this.\nCode:\nvalue = compute(x)\n",
 ] * 20
 
-SMALL = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 4,
-}
-
 
 @pytest.fixture(scope="module")
 def tokenizer():
@@ -42,7 +35,7 @@ def tokenizer():
 def saved_base(tmp_path_factory, tokenizer) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("base")
-    model = build_tiny_model(tokenizer, **SMALL)
+    model = build_tiny_model(tokenizer, **SMALL_MODEL)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
@@ -96,7 +89,7 @@ def test_tokenizer_round_trips_through_auto_tokenizer(tokenizer, tmp_path):
 
 
 def test_tiny_model_shapes_and_overrides(tokenizer):
-    model = build_tiny_model(tokenizer, **SMALL)
+    model = build_tiny_model(tokenizer, **SMALL_MODEL)
     assert model.config.vocab_size == len(tokenizer)
     assert model.config.num_hidden_layers == 2
     assert model.config.tie_word_embeddings
@@ -112,7 +105,7 @@ def test_load_base_from_local_directory(saved_base, tokenizer):
     assert not model.training
     assert next(model.parameters()).dtype == torch.float32
     assert loaded("yes")["input_ids"] == tokenizer("yes")["input_ids"]
-    reference = build_tiny_model(tokenizer, **SMALL)
+    reference = build_tiny_model(tokenizer, **SMALL_MODEL)
     reference.load_state_dict(model.state_dict())
     ids = torch.tensor([tokenizer("x = 1")["input_ids"]])
     with torch.no_grad():
@@ -130,7 +123,7 @@ def test_load_base_from_bundle(saved_base, tmp_path):
 
 
 def test_load_base_sets_a_missing_pad_token(tokenizer, tmp_path):
-    model = build_tiny_model(tokenizer, **SMALL)
+    model = build_tiny_model(tokenizer, **SMALL_MODEL)
     model.config.pad_token_id = None
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
@@ -147,7 +140,7 @@ def test_load_base_missing_path(name):
 
 
 def test_load_base_directory_without_weights(tmp_path, tokenizer):
-    build_tiny_model(tokenizer, **SMALL).config.save_pretrained(tmp_path)
+    build_tiny_model(tokenizer, **SMALL_MODEL).config.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     with pytest.raises(HunkwiseError, match="safetensors"):
         load_base(str(tmp_path), device="cpu")
