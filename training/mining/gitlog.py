@@ -20,8 +20,11 @@ import git
 from training.errors import HunkwiseError
 from training.hunks import Hunk
 
-# Each commit's header starts with a NUL (diff lines never do) and ends with one.
-_FORMAT = "%x00%H%x1f%P%x1f%at%x1f%ct%x1f%aI%x1f%B%x00"
+# Each commit's header starts a line with NUL, SOH and "C " and ends with NUL, SOH. A diff
+# line always starts with its prefix (" ", "+", "-", "\\", or a header word), so the
+# marker cannot appear at the start of a line inside a diff, even in files whose diffs
+# contain NUL bytes (git calls a file binary only for a NUL in its first 8,000 bytes).
+_FORMAT = "%x00%x01C %H%x1f%P%x1f%at%x1f%ct%x1f%aI%x1f%B%x00%x01"
 
 #: Options that make git's output independent of the user's configuration.
 GIT_CONFIG = (
@@ -57,9 +60,10 @@ class FileDiff:
     path: str
     old_path: str
     status: str  # "A" added, "D" deleted, "M" modified, "R" renamed
-    binary: bool = False
+    binary: bool = False  # git said so, or the diff holds a NUL byte
     submodule: bool = False
     undecodable: bool = False
+    malformed: bool = False  # the diff does not parse: cut short, counts that disagree
     size: int = 0  # bytes of diff body
     hunks: list[Hunk] = field(default_factory=list)
 
@@ -251,7 +255,11 @@ def _finish(process, commits: Iterator[Commit]) -> Iterator[Commit]:
             raise HunkwiseError(f"git log failed ({code}): {message}")
 
 
-_COMMIT_HEADER = re.compile(rb"\x00([^\x00]*)\x00\n?")
+_COMMIT_HEADER = re.compile(
+    rb"^\x00\x01C ([0-9a-f]{40,64})\x1f([0-9a-f ]*)\x1f(-?\d+)\x1f(-?\d+)\x1f([^\x1f\x00]*)\x1f"
+    rb"([^\x00]*)\x00\x01\n?",
+    re.MULTILINE,
+)
 _FILE_START = re.compile(rb"^diff --git ", re.MULTILINE)
 _HUNK_START = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)\n?", re.MULTILINE)
 _CHUNK = 1 << 22
@@ -260,10 +268,10 @@ _CHUNK = 1 << 22
 def _parse(stream) -> Iterator[Commit]:
     """Commits from ``git log -p`` output, read in large chunks.
 
-    Git prints no NUL bytes in a diff (such files are "binary"), so each commit's
-    NUL-delimited header splits the stream; within a commit, file and hunk boundaries are
-    found with regular expressions over the whole text, and each hunk's body is decoded
-    and split in one go rather than line by line.
+    Each commit's header (see ``_FORMAT``) splits the stream; within a commit, file and
+    hunk boundaries are found with regular expressions over the whole text, and each
+    hunk's body is decoded and split in one go rather than line by line. Whatever bytes a
+    file's diff holds, only that file is affected (see ``_parse_file``).
     """
     buffer = b""
     while True:
@@ -274,7 +282,7 @@ def _parse(stream) -> Iterator[Commit]:
         complete = headers if not chunk else headers[:-1]
         for index, match in enumerate(complete):
             end = headers[index + 1].start() if index + 1 < len(headers) else len(buffer)
-            commit = _commit_from_header(match.group(1))
+            commit = _commit_from_header(match)
             commit.files = _parse_files(buffer, match.end(), end)
             yield commit
         if not chunk:
@@ -299,11 +307,74 @@ def _parse_files(data: bytes, start: int, end: int) -> list[FileDiff]:
 
 
 def _parse_file(data: bytes, start: int, end: int) -> FileDiff:
+    """One file's diff. Bytes git can print but a reviewer cannot learn from mark the file
+    instead of failing the walk: a NUL anywhere (binary), invalid UTF-8 (undecodable), a
+    header that does not parse or hunks whose lines disagree with their counts, as in a
+    diff cut short (malformed)."""
     first_hunk = _HUNK_START.search(data, start, end)
     header_end = first_hunk.start() if first_hunk else end
     header = data[start:header_end].split(b"\n")
-    file = _file_from_diff_line(header[0])
-    for raw in header[1:]:
+    try:
+        file = _file_from_diff_line(header[0])
+        _read_header(file, header[1:])
+    except (ValueError, IndexError):  # an unbalanced quote, a bad octal escape
+        return FileDiff(path="", old_path="", status="M", malformed=True)
+    if first_hunk is None:
+        return file
+    file.size = end - header_end
+    if data.find(b"\x00", header_end, end) >= 0:
+        file.binary = True
+        return file
+    old_path = file.old_path if file.old_path != file.path else None
+    heads = list(_HUNK_START.finditer(data, header_end, end))
+    for index, head in enumerate(heads):
+        body_end = heads[index + 1].start() if index + 1 < len(heads) else end
+        raw = data[head.end() : body_end]
+        try:
+            text = raw.decode("utf-8")
+            heading = head.group(5).decode("utf-8")
+        except UnicodeDecodeError:
+            file.undecodable = True
+            text = raw.decode("utf-8", "replace")
+            heading = head.group(5).decode("utf-8", "replace")
+        # git ends every line it prints; a body that does not end so was cut short.
+        complete = text.endswith("\n")
+        text = text[:-1] if complete else text
+        old_start, old_len, new_start, new_len = head.group(1, 2, 3, 4)
+        hunk = Hunk(
+            path=file.path,
+            old_start=int(old_start),
+            old_len=1 if old_len is None else int(old_len),
+            new_start=int(new_start),
+            new_len=1 if new_len is None else int(new_len),
+            lines=tuple(text.split("\n")) if text else (),
+            header=heading,
+            old_path=old_path,
+        )
+        if not (complete and _counts_agree(text, hunk.old_len, hunk.new_len)):
+            file.malformed = True
+            file.hunks = []
+            return file
+        file.hunks.append(hunk)
+    return file
+
+
+def _counts_agree(text: str, old_len: int, new_len: int) -> bool:
+    """Whether a hunk body has exactly the lines its ``@@`` header announces, each with a
+    diff prefix (counted in C, not line by line: this runs for every hunk of the walk)."""
+    body = "\n" + text if text else ""
+    context, deleted, added = body.count("\n "), body.count("\n-"), body.count("\n+")
+    markers = body.count("\n\\")
+    return (
+        context + deleted == old_len
+        and context + added == new_len
+        and context + deleted + added + markers == body.count("\n")
+    )
+
+
+def _read_header(file: FileDiff, lines: list[bytes]) -> None:
+    """Status, paths and kind from the lines between ``diff --git`` and the first hunk."""
+    for raw in lines:
         if raw.startswith(b"--- "):
             if raw != b"--- /dev/null":
                 file.old_path = _path(raw[4:], b"a/")
@@ -326,49 +397,17 @@ def _parse_file(data: bytes, start: int, end: int) -> FileDiff:
             file.submodule = True
         elif raw.startswith(b"Binary files ") or raw == b"GIT binary patch":
             file.binary = True
-    if first_hunk is None:
-        return file
-    file.size = end - header_end
-    old_path = file.old_path if file.old_path != file.path else None
-    heads = list(_HUNK_START.finditer(data, header_end, end))
-    for index, head in enumerate(heads):
-        body_end = heads[index + 1].start() if index + 1 < len(heads) else end
-        raw = data[head.end() : body_end]
-        try:
-            text = raw.decode("utf-8")
-            heading = head.group(5).decode("utf-8")
-        except UnicodeDecodeError:
-            file.undecodable = True
-            text = raw.decode("utf-8", "replace")
-            heading = head.group(5).decode("utf-8", "replace")
-        if text.endswith("\n"):
-            text = text[:-1]
-        old_start, old_len, new_start, new_len = head.group(1, 2, 3, 4)
-        file.hunks.append(
-            Hunk(
-                path=file.path,
-                old_start=int(old_start),
-                old_len=1 if old_len is None else int(old_len),
-                new_start=int(new_start),
-                new_len=1 if new_len is None else int(new_len),
-                lines=tuple(text.split("\n")) if text else (),
-                header=heading,
-                old_path=old_path,
-            )
-        )
-    return file
 
 
-def _commit_from_header(header: bytes) -> Commit:
-    text = header.rstrip(b"\x00").decode("utf-8", "replace")
-    sha, parents, author_time, commit_time, author_date, message = text.split("\x1f", 5)
+def _commit_from_header(match: re.Match) -> Commit:
+    sha, parents, author_time, commit_time, author_date, message = match.groups()
     return Commit(
-        sha=sha.strip(),
-        parents=tuple(parents.split()),
+        sha=sha.decode(),
+        parents=tuple(parents.decode().split()),
         author_time=int(author_time),
         commit_time=int(commit_time),
-        author_date=author_date,
-        message=message.strip("\n"),
+        author_date=author_date.decode("utf-8", "replace"),
+        message=message.decode("utf-8", "replace").strip("\n"),
     )
 
 
