@@ -70,14 +70,15 @@ def pass_to_parent(merged: FileLines, own: set[int | None], parent: FileLines) -
     (each to the first unused occurrence after the previous match): the alignment of
     ``git blame``'s diff for all but repeated lines, at a fraction of its cost.
     """
-    if not parent.texts or own.isdisjoint(merged.origins):
+    if not parent.texts:
+        return merged
+    if merged.texts == parent.texts:
+        # The merge took the file as the other side left it: git blame then passes the
+        # whole file to that parent, lines the first parent shared included.
+        return FileLines(parent.origins, merged.texts)
+    if own.isdisjoint(merged.origins):
         return merged
     origins = list(merged.origins)
-    if merged.texts == parent.texts:  # the merge took the file as the other side left it
-        for index, origin in enumerate(origins):
-            if origin in own:
-                origins[index] = parent.origins[index]
-        return FileLines(tuple(origins), merged.texts)
     needed = {text for origin, text in zip(origins, merged.texts, strict=True) if origin in own}
     where: dict[str, list[int]] = {}
     for index, text in enumerate(parent.texts):

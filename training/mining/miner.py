@@ -30,7 +30,7 @@ from training.mining.gitlog import (
     stream_commits,
 )
 from training.mining.lineage import EMPTY, FileLines, apply_hunks, origin_of, pass_to_parent
-from training.mining.messages import clean_subject, is_fix, is_good_instruction
+from training.mining.messages import clean_subject, is_fix, is_good_instruction, is_informative
 from training.progress import progress_bar
 from training.tasks import CR, EDIT, LABEL_NO, LABEL_YES, RCG, RNP, Record, RecordMeta, cr_input
 
@@ -157,14 +157,14 @@ class _Walk:
                 removals.update((file.old_path, file.path))
                 continue
             serials = self._serials(file, commit_index, boundary)
+            old = base.get(file.old_path, EMPTY) if file.status != "A" else EMPTY
+            new = apply_hunks(old, file.hunks, serials) if file.status != "D" else old
             if recordable:
-                self._collect(file, commit_index, serials)
+                self._collect(file, commit_index, serials, new)
             if file.status in ("D", "R"):
                 removals.add(file.old_path)
             if file.status == "D":
                 continue
-            old = base.get(file.old_path, EMPTY) if file.status != "A" else EMPTY
-            new = apply_hunks(old, file.hunks, serials)
             for other in commit.parents[1:]:
                 other_state = self.parent_state(other)
                 theirs = other_state.get(file.path) or other_state.get(file.old_path)
@@ -184,6 +184,8 @@ class _Walk:
         """Why a file's lines are neither followed nor learnt from in this commit."""
         if file.binary:
             return filters.BINARY
+        if file.malformed:
+            return filters.MALFORMED
         if file.submodule:
             return filters.SUBMODULE
         reason = filters.path_reason(file.path) or self.poisoned.get(file.path)
@@ -200,7 +202,11 @@ class _Walk:
         table.extend([commit_index] * len(file.hunks))
         return list(range(first, len(table)))
 
-    def _collect(self, file: FileDiff, commit_index: int, serials: list[int | None]) -> None:
+    def _collect(
+        self, file: FileDiff, commit_index: int, serials: list[int | None], revision: FileLines
+    ) -> None:
+        """Keep the file's hunks as candidates unless its content in this revision says
+        it is not worth learning from."""
         history = self.history
         history.hunks_seen += len(file.hunks)
         reason = None
@@ -208,8 +214,9 @@ class _Walk:
             reason = filters.UNDECODABLE
         else:
             added = [line[1:] for hunk in file.hunks for line in hunk.lines if line[:1] == "+"]
-            reason = filters.content_reason(added[:200])
-            if reason is not None and file.status == "A":
+            head = [text for text in revision.texts[:10] if text is not None]
+            reason = filters.content_reason(added[:200], head)
+            if reason == filters.MINIFIED and file.status == "A":
                 self.poisoned[file.path] = reason
         if reason is not None:
             history.skipped[reason] += 1
@@ -224,7 +231,7 @@ class _Walk:
         history = self.history
         fix_index = len(history.commits) - 1
         for file in commit.files:
-            if file.status == "A" or file.binary or file.submodule:
+            if file.status == "A" or file.binary or file.submodule or file.malformed:
                 continue
             state = parent.get(file.old_path)
             language = file.hunks[0].language if file.hunks else None
@@ -293,8 +300,9 @@ def _label(
 
 def build_records(
     history: History, repo_name: str, options: MineOptions
-) -> tuple[dict[str, list[Record]], Counter]:
-    """Records per task, in history order, and label counts."""
+) -> tuple[dict[str, list[Record]], Counter, Counter]:
+    """Records per task, in history order, label counts, and per task the records not made
+    because their message was uninformative."""
     records: dict[str, list[Record]] = {RNP: [], RCG: [], CR: [], EDIT: []}
     labels: Counter = Counter()
     commits = history.commits
@@ -304,6 +312,12 @@ def build_records(
         if index not in subjects:
             subjects[index] = clean_subject(commits[index].message)
         return subjects[index]
+
+    def informative(index: int) -> bool:
+        return is_informative(subject(index))
+
+    # Records not made because the comment or instruction would say nothing specific.
+    uninformative: Counter = Counter()
 
     fix_commits = {
         i
@@ -327,19 +341,28 @@ def build_records(
             fix_sha = commits[fix].sha if fix is not None else None
             rnp_meta = RecordMeta(**{**meta.__dict__, "fix_commit": fix_sha})
             records[RNP].append(Record.make(RNP, hunk.text, label, rnp_meta))
-            if label == LABEL_YES and subject(fix):
-                records[RCG].append(Record.make(RCG, hunk.text, subject(fix), rnp_meta))
+            if label == LABEL_YES:
+                if informative(fix):
+                    records[RCG].append(Record.make(RCG, hunk.text, subject(fix), rnp_meta))
+                else:
+                    uninformative[RCG] += 1
         message = subject(candidate.commit_index)
-        if candidate.commit_index in fix_commits and message:
-            cr_meta = RecordMeta(**{**meta.__dict__, "fix_commit": commit.sha})
-            records[CR].append(
-                Record.make(CR, cr_input(message, hunk.old_text), hunk.new_text, cr_meta)
-            )
-        if message and is_good_instruction(message):
+        useful = informative(candidate.commit_index)
+        if candidate.commit_index in fix_commits:
+            if useful:
+                cr_meta = RecordMeta(**{**meta.__dict__, "fix_commit": commit.sha})
+                records[CR].append(
+                    Record.make(CR, cr_input(message, hunk.old_text), hunk.new_text, cr_meta)
+                )
+            else:
+                uninformative[CR] += 1
+        if not useful:
+            uninformative[EDIT] += 1
+        elif is_good_instruction(message):
             records[EDIT].append(
                 Record.make(EDIT, hunk.old_text, hunk.new_text, meta, instruction=message)
             )
-    return records, labels
+    return records, labels, uninformative
 
 
 def repo_label(path: Path) -> str:
@@ -369,7 +392,7 @@ def mine_repository(repo_path: Path, out: Path, options: MineOptions, console=No
     history, facts = walk_history(repo_path, options, console)
     walked = time.perf_counter()
     name = repo_label(repo_path)
-    records, labels = build_records(history, name, options)
+    records, labels, uninformative = build_records(history, name, options)
     task_splits = {}
     duplicates = {}
     for task, task_records in records.items():
@@ -406,6 +429,7 @@ def mine_repository(repo_path: Path, out: Path, options: MineOptions, console=No
             reason: history.skipped[reason] for reason in filters.REASONS if history.skipped[reason]
         },
         "duplicates_dropped": duplicates,
+        "uninformative_messages": {task: uninformative[task] for task in (RCG, CR, EDIT)},
         "records": {
             task: len(task_records) - duplicates[task] for task, task_records in records.items()
         },
