@@ -8,6 +8,7 @@ import hashlib
 import io
 import posixpath
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from unidiff import PatchedFile, PatchSet
@@ -362,12 +363,16 @@ class _Side:
         return value
 
 
-def _prepare(a: list[str], b: list[str]) -> tuple[_Side, _Side]:
-    """xprepare.c: classify lines, trim the common ends, and drop lines the Myers pass need
-    not see (no match on the other side, or many matches amid unmatched lines)."""
+def _prepare(
+    a: list[str], b: list[str], key: Callable[[str], str] | None = None
+) -> tuple[_Side, _Side]:
+    """xprepare.c: classify lines (by ``key`` of each line, as ``-w`` compares them with
+    whitespace removed), trim the common ends, and drop lines the Myers pass need not see
+    (no match on the other side, or many matches amid unmatched lines)."""
     classes: dict[str, int] = {}
-    ha1 = [classes.setdefault(line, len(classes)) for line in a]
-    ha2 = [classes.setdefault(line, len(classes)) for line in b]
+    keys_a, keys_b = (a, b) if key is None else (map(key, a), map(key, b))
+    ha1 = [classes.setdefault(line, len(classes)) for line in keys_a]
+    ha2 = [classes.setdefault(line, len(classes)) for line in keys_b]
     count1, count2 = [0] * len(classes), [0] * len(classes)
     for h in ha1:
         count1[h] += 1
@@ -749,6 +754,25 @@ def _changes(x1: _Side, x2: _Side) -> list[tuple[int, int, int, int]]:
             i1 += step
             i2 += step
     return out
+
+
+def matching_lines(
+    a: list[str], b: list[str], key: Callable[[str], str] | None = None
+) -> list[tuple[int, int]]:
+    """(i, j) for every line that git's diff of ``a`` -> ``b`` leaves unchanged (line i of
+    ``a`` is line j of ``b``), in order: what ``git blame`` passes on from a parent. With
+    ``key``, lines are equal when their keys are (the indent heuristic still reads the
+    lines themselves, as xdiff does under ``-w``)."""
+    x1, x2 = _prepare(a, b, key)
+    _myers(x1, x2)
+    _change_compact(x1, x2)
+    _change_compact(x2, x1)
+    pairs: list[tuple[int, int]] = []
+    i = j = 0
+    for i1, i2, chg1, chg2 in [*_changes(x1, x2), (len(a), len(b), 0, 0)]:
+        pairs.extend(zip(range(i, i1), range(j, i2), strict=True))
+        i, j = i1 + chg1, i2 + chg2
+    return pairs
 
 
 def _git_utf8_prefix(data: bytes) -> bytes:

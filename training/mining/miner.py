@@ -29,7 +29,14 @@ from training.mining.gitlog import (
     open_repository,
     stream_commits,
 )
-from training.mining.lineage import EMPTY, FileLines, apply_hunks, origin_of, pass_to_parent
+from training.mining.lineage import (
+    EMPTY,
+    FileLines,
+    apply_hunks,
+    origin_of,
+    pass_to_parent,
+    whitespace_free,
+)
 from training.mining.messages import clean_subject, is_fix, is_good_instruction, is_informative
 from training.progress import progress_bar
 from training.tasks import CR, EDIT, LABEL_NO, LABEL_YES, RCG, RNP, Record, RecordMeta, cr_input
@@ -105,10 +112,6 @@ def _shallow_boundary(repo) -> set[str]:
     if not path.exists():
         return set()
     return {line.strip() for line in path.read_text().splitlines() if line.strip()}
-
-
-def _whitespace_free(text: str) -> str:
-    return "".join(text.split())
 
 
 class _Walk:
@@ -236,11 +239,11 @@ class _Walk:
             state = parent.get(file.old_path)
             language = file.hunks[0].language if file.hunks else None
             for hunk in file.hunks:
-                added = {_whitespace_free(line[1:]) for line in hunk.lines if line[:1] == "+"}
+                added = {whitespace_free(line[1:]) for line in hunk.lines if line[:1] == "+"}
                 for number, text in hunk.deleted:
                     if filters.is_trivial_line(text, language):
                         continue
-                    if _whitespace_free(text) in added:  # a whitespace-only change
+                    if whitespace_free(text) in added:  # a whitespace-only change
                         continue
                     serial = origin_of(state, number)
                     introduced = None
