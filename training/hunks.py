@@ -8,6 +8,7 @@ import hashlib
 import io
 import posixpath
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -364,11 +365,18 @@ class _Side:
 
 
 def _prepare(
-    a: list[str], b: list[str], key: Callable[[str], str] | None = None
+    a: list[str],
+    b: list[str],
+    key: Callable[[str], str] | None = None,
+    outside: Counter | None = None,
+    sizes: tuple[int, int] | None = None,
 ) -> tuple[_Side, _Side]:
     """xprepare.c: classify lines (by ``key`` of each line, as ``-w`` compares them with
     whitespace removed), trim the common ends, and drop lines the Myers pass need not see
-    (no match on the other side, or many matches amid unmatched lines)."""
+    (no match on the other side, or many matches amid unmatched lines). ``a`` and ``b``
+    may be the middles of two larger files that share the rest line for line: ``outside``
+    then counts those shared lines' keys and ``sizes`` gives the whole files' lengths, the
+    two things xdiff reads from outside the region it diffs."""
     classes: dict[str, int] = {}
     keys_a, keys_b = (a, b) if key is None else (map(key, a), map(key, b))
     ha1 = [classes.setdefault(line, len(classes)) for line in keys_a]
@@ -378,7 +386,13 @@ def _prepare(
         count1[h] += 1
     for h in ha2:
         count2[h] += 1
+    if outside:
+        for line, h in classes.items():
+            shared = outside.get(line, 0)
+            count1[h] += shared
+            count2[h] += shared
     x1, x2 = _Side(a, ha1), _Side(b, ha2)
+    nrec1, nrec2 = sizes if sizes else (x1.nrec, x2.nrec)
 
     # xdl_trim_ends
     limit = min(x1.nrec, x2.nrec)
@@ -390,8 +404,8 @@ def _prepare(
         tail += 1
 
     # xdl_cleanup_records
-    for side, other_count in ((x1, count2), (x2, count1)):
-        mlim = min(_bogosqrt(side.nrec), _MAX_EQLIMIT)
+    for side, other_count, nrec in ((x1, count2, nrec1), (x2, count1, nrec2)):
+        mlim = min(_bogosqrt(nrec), _MAX_EQLIMIT)
         dend = side.nrec - tail - 1
         dis = bytearray(side.nrec + 1)
         for i in range(start, dend + 1):
@@ -756,22 +770,46 @@ def _changes(x1: _Side, x2: _Side) -> list[tuple[int, int, int, int]]:
     return out
 
 
+#: Shared lines kept on each side of the changed middle in ``matching_lines``, so that
+#: change groups can slide as far as xdiff's compaction would move them.
+_ALIGN_MARGIN = 128
+
+
 def matching_lines(
     a: list[str], b: list[str], key: Callable[[str], str] | None = None
 ) -> list[tuple[int, int]]:
     """(i, j) for every line that git's diff of ``a`` -> ``b`` leaves unchanged (line i of
     ``a`` is line j of ``b``), in order: what ``git blame`` passes on from a parent. With
     ``key``, lines are equal when their keys are (the indent heuristic still reads the
-    lines themselves, as xdiff does under ``-w``)."""
-    x1, x2 = _prepare(a, b, key)
+    lines themselves, as xdiff does under ``-w``).
+
+    Two revisions of a file are mostly the same lines (re-indented ones included, under
+    ``key``): the ends they share are paired directly and only the middle (with a margin)
+    goes through xdiff, told the whole files' sizes and the shared lines' counts, which
+    is all it reads from outside."""
+    keys_a, keys_b = (a, b) if key is None else (list(map(key, a)), list(map(key, b)))
+    size = min(len(a), len(b))
+    head = 0
+    while head < size and keys_a[head] == keys_b[head]:
+        head += 1
+    tail = 0
+    while tail < size - head and keys_a[-1 - tail] == keys_b[-1 - tail]:
+        tail += 1
+    lo = max(0, head - _ALIGN_MARGIN)
+    cut = max(0, tail - _ALIGN_MARGIN)
+    outside = Counter(keys_a[:lo])
+    outside.update(keys_a[len(a) - cut :])
+    x1, x2 = _prepare(a[lo : len(a) - cut], b[lo : len(b) - cut], key, outside, (len(a), len(b)))
     _myers(x1, x2)
     _change_compact(x1, x2)
     _change_compact(x2, x1)
-    pairs: list[tuple[int, int]] = []
+    pairs: list[tuple[int, int]] = [(i, i) for i in range(lo)]
     i = j = 0
-    for i1, i2, chg1, chg2 in [*_changes(x1, x2), (len(a), len(b), 0, 0)]:
-        pairs.extend(zip(range(i, i1), range(j, i2), strict=True))
+    for i1, i2, chg1, chg2 in [*_changes(x1, x2), (x1.nrec, x2.nrec, 0, 0)]:
+        pairs.extend(zip(range(lo + i, lo + i1), range(lo + j, lo + i2), strict=True))
         i, j = i1 + chg1, i2 + chg2
+    a_end, b_end = len(a) - cut, len(b) - cut
+    pairs.extend((a_end + k, b_end + k) for k in range(cut))
     return pairs
 
 

@@ -8,9 +8,11 @@ Nothing here writes into the repository.
 from __future__ import annotations
 
 import os
+import queue
 import re
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,7 +213,7 @@ def stream_commits(
         process = repo.git.execute(
             ["git", *_log_args(*args, rev, "--")], as_process=True, env=git_environment(repo)
         )
-        yield from _finish(process.proc, _parse(process.proc.stdout))
+        yield from _finish(process.proc, _parse(_Prefetch(process.proc.stdout)))
         return
     size = -(-len(order) // jobs)
     with tempfile.TemporaryDirectory(prefix="hunkwise-log-") as tmp:
@@ -241,6 +243,44 @@ def stream_commits(
                 out.close()
 
 
+class _Prefetch:
+    """Reads a pipe in a thread, so git keeps writing while a chunk is parsed (a pipe holds
+    64 KB: read in the parsing thread, git would wait for every chunk to be parsed).
+    ``read`` returns everything that has arrived (at least one piece), or b"" at the end;
+    at most ``_QUEUED`` pieces wait, so a slow parser bounds memory."""
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.pieces: queue.Queue[bytes] = queue.Queue(maxsize=_QUEUED)
+        self.ended = threading.Event()
+        self.thread = threading.Thread(target=self._pump, name="hunkwise-git-reader", daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        try:
+            while piece := self.pipe.read1(_CHUNK):
+                self.pieces.put(piece)
+        except (OSError, ValueError):  # the pipe was closed: the walk stopped early
+            pass
+        finally:
+            self.ended.set()
+
+    def read(self, _size: int = -1) -> bytes:
+        pieces = []
+        while not pieces:
+            try:
+                pieces.append(self.pieces.get(timeout=0.05))
+            except queue.Empty:
+                if self.ended.is_set() and self.pieces.empty():
+                    return b""
+        while len(pieces) < _QUEUED:
+            try:
+                pieces.append(self.pieces.get_nowait())
+            except queue.Empty:
+                break
+        return b"".join(pieces)
+
+
 def _finish(process, commits: Iterator[Commit]) -> Iterator[Commit]:
     """Yield the commits, then check that git succeeded."""
     try:
@@ -263,6 +303,7 @@ _COMMIT_HEADER = re.compile(
 _FILE_START = re.compile(rb"^diff --git ", re.MULTILINE)
 _HUNK_START = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)\n?", re.MULTILINE)
 _CHUNK = 1 << 22
+_QUEUED = 64  # pieces of at most _CHUNK bytes (64 KB each while git is the slower side)
 
 
 def _parse(stream) -> Iterator[Commit]:

@@ -12,7 +12,9 @@ nothing, so a re-indented line keeps the commit that wrote it.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
+from functools import lru_cache
 
 from training.hunks import Hunk, matching_lines
 
@@ -35,10 +37,9 @@ def whitespace_free(text: str) -> str:
 
 def apply_hunks(state: FileLines, hunks: list[Hunk], serials: list[int | None]) -> FileLines:
     """The file after ``hunks``: kept lines keep their origin, added lines get their
-    hunk's serial. Where a hunk only re-indented (or re-spaced) a line, the file is
-    aligned again with whitespace ignored, as ``git blame -w`` does, so such a line keeps
-    the origin of the line it replaces. Unknown parts of a file (not seen in the walk)
-    read as None."""
+    hunk's serial, except lines that only changed whitespace, which keep the origin of
+    the line they replace, as ``git blame -w`` aligns them (``_reattribute``). Unknown
+    parts of a file (not seen in the walk) read as None."""
     old_origins, old_texts = state.origins, state.texts
     origins: list[int | None] = []
     texts: list[str | None] = []
@@ -54,64 +55,84 @@ def apply_hunks(state: FileLines, hunks: list[Hunk], serials: list[int | None]) 
             origins.extend([None] * missing)
             texts.extend([None] * missing)
         index = start
+        # The change block being read: its deleted lines (old index, text) and the
+        # positions of its added lines in the new file.
+        deleted: list[tuple[int, str]] = []
+        added: list[int] = []
         for line in hunk.lines:
             tag = line[:1]
             if tag == " ":
+                if deleted and added:
+                    _reattribute(deleted, added, old_origins, origins, texts)
+                deleted, added = [], []
                 origins.append(old_origins[index] if index < len(old_origins) else None)
                 texts.append(line[1:])
                 index += 1
             elif tag == "-":
+                if added:  # git prints a block's deletions first: this is a new block
+                    if deleted:
+                        _reattribute(deleted, added, old_origins, origins, texts)
+                    deleted, added = [], []
+                deleted.append((index, line[1:]))
                 index += 1
             elif tag == "+":
+                added.append(len(origins))
                 origins.append(serial)
                 texts.append(line[1:])
+        if deleted and added:
+            _reattribute(deleted, added, old_origins, origins, texts)
         pos = index
     origins.extend(old_origins[pos:])
     texts.extend(old_texts[pos:])
-    if any(_changes_whitespace_only(hunk) for hunk in hunks):
-        _align_ignoring_whitespace(state, origins, texts, hunks, serials)
     return FileLines(tuple(origins), tuple(texts))
 
 
-def _changes_whitespace_only(hunk: Hunk) -> bool:
-    """Whether a line the hunk deletes comes back with other whitespace (a cheap test:
-    most hunks have no such line, and moving a line unchanged does not count)."""
-    deleted = {line[1:] for line in hunk.lines if line[:1] == "-"}
-    if not deleted:
-        return False
-    keys = {whitespace_free(line) for line in deleted}
-    return any(
-        line[:1] == "+" and line[1:] not in deleted and whitespace_free(line[1:]) in keys
-        for line in hunk.lines
-    )
-
-
-def _align_ignoring_whitespace(
-    state: FileLines,
+def _reattribute(
+    deleted: list[tuple[int, str]],
+    added: list[int],
+    old_origins: tuple[int | None, ...],
     origins: list[int | None],
     texts: list[str | None],
-    hunks: list[Hunk],
-    serials: list[int | None],
 ) -> None:
-    """Origins as ``git blame -w`` gives them: the whole file diffed again with whitespace
-    ignored; a line that diff keeps takes its old origin, any other line is this commit's
-    (the serial of the hunk it falls in, or the nearest one before it)."""
-    kept = {j: i for i, j in matching_lines(_lines(state.texts), _lines(texts), _key)}
-    starts = [
-        (hunk.new_start - (1 if hunk.new_len > 0 else 0), serial)
-        for hunk, serial in zip(hunks, serials, strict=True)
-    ]
-    current = 0
-    for j in range(len(origins)):
-        while current + 1 < len(starts) and starts[current + 1][0] <= j:
-            current += 1
-        if texts[j] is None:  # a line the walk never saw stays unknown
-            continue
-        if j in kept:
-            i = kept[j]
-            origins[j] = state.origins[i] if i < len(state.origins) else None
-        else:
-            origins[j] = starts[current][1]
+    """``git blame -w`` for one change block of the plain diff: added lines that equal
+    deleted ones once whitespace is ignored take their origins. A block that only
+    re-indents pairs line for line; a mixed one pairs equal lines in order. git diffs the
+    whole file instead; the two differ only where a line that repeats nearby sits next to
+    the re-indented one and git's diff pairs the repeats the other way (docs/mining.md):
+    diffing whole files for every re-indenting commit would cost a third of the walk."""
+    old_lines = [text for _, text in deleted]
+    new_lines = [texts[position] or "" for position in added]
+    old_keys = [_key(line) for line in old_lines]
+    new_keys = [_key(line) for line in new_lines]
+    if old_keys == new_keys:
+        pairs: list[tuple[int, int]] | zip = zip(
+            range(len(old_keys)), range(len(new_keys)), strict=True
+        )
+    elif set(old_keys).isdisjoint(new_keys):
+        return
+    else:
+        pairs = _in_order(old_keys, new_keys)
+    for i, j in pairs:
+        old_index = deleted[i][0]
+        origins[added[j]] = old_origins[old_index] if old_index < len(old_origins) else None
+
+
+def _in_order(old_keys: list[str], new_keys: list[str]) -> list[tuple[int, int]]:
+    """Pairs of equal keys, each new key with the first unused old one after the last
+    pair: a common subsequence, the one a diff finds in a block of a few lines."""
+    where: dict[str, list[int]] = {}
+    for i, key in enumerate(old_keys):
+        where.setdefault(key, []).append(i)
+    pairs = []
+    last = -1
+    for j, key in enumerate(new_keys):
+        positions = where.get(key)
+        if positions:
+            k = bisect_right(positions, last)
+            if k < len(positions):
+                last = positions[k]
+                pairs.append((last, j))
+    return pairs
 
 
 def pass_to_parent(merged: FileLines, own: set[int | None], parent: FileLines) -> FileLines:
@@ -129,7 +150,7 @@ def pass_to_parent(merged: FileLines, own: set[int | None], parent: FileLines) -
     if own.isdisjoint(merged.origins):
         return merged
     origins = list(merged.origins)
-    for i, j in matching_lines(_lines(parent.texts), _lines(merged.texts), _key):
+    for i, j in _matching(parent.texts, merged.texts):
         if origins[j] in own:
             origins[j] = parent.origins[i]
     return FileLines(tuple(origins), merged.texts)
@@ -138,13 +159,23 @@ def pass_to_parent(merged: FileLines, own: set[int | None], parent: FileLines) -
 _UNKNOWN = "\0unknown "
 
 
+def _matching(
+    old: tuple[str | None, ...] | list[str | None], new: tuple[str | None, ...] | list[str | None]
+) -> list[tuple[int, int]]:
+    """Line pairs of git's diff of ``old`` -> ``new`` with whitespace ignored (the whole
+    files: git's choices among repeated lines depend on counts over all of them)."""
+    return matching_lines(_lines(old), _lines(new), _key)
+
+
 def _lines(texts: tuple[str | None, ...] | list[str | None]) -> list[str]:
     """Lines for an alignment; an unknown line becomes a marker that matches nothing."""
     return [text if text is not None else f"{_UNKNOWN}{index}" for index, text in enumerate(texts)]
 
 
+@lru_cache(maxsize=1 << 18)
 def _key(line: str) -> str:
-    """A line as ``git blame -w`` compares it; unknown lines stay distinct."""
+    """A line as ``git blame -w`` compares it; unknown lines stay distinct. Cached: the
+    same lines come back in every revision of a file."""
     return line if line.startswith(_UNKNOWN) else whitespace_free(line)
 
 

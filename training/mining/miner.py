@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 
 from training.errors import HunkwiseError
@@ -92,6 +92,7 @@ class History:
     candidates: list[Candidate] = field(default_factory=list)
     hunk_commit: list[int] = field(default_factory=list)  # serial -> commit index
     fixes: dict[int, list[int]] = field(default_factory=dict)  # serial -> fix commit indexes
+    fix_commits: set[int] = field(default_factory=set)  # indexes of non-merge fix commits
     traces: list[FixTrace] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     boundary: set[str] = field(default_factory=set)
@@ -144,8 +145,10 @@ class _Walk:
         base = self.parent_state(first) if first else {}
         boundary = commit.sha in history.boundary
         recordable = not commit.is_merge and not boundary
-        if recordable and first and is_fix(commit.message):
-            self._trace_fix(commit, base)
+        if recordable and is_fix(commit.message):
+            history.fix_commits.add(commit_index)
+            if first:
+                self._trace_fix(commit, base)
         if recordable:
             history.hunks_total += sum(len(file.hunks) for file in commit.files)
         updates: dict[str, FileLines] = {}
@@ -309,24 +312,22 @@ def build_records(
     records: dict[str, list[Record]] = {RNP: [], RCG: [], CR: [], EDIT: []}
     labels: Counter = Counter()
     commits = history.commits
-    subjects: dict[int, str] = {}
 
+    @cache
     def subject(index: int) -> str:
-        if index not in subjects:
-            subjects[index] = clean_subject(commits[index].message)
-        return subjects[index]
+        return clean_subject(commits[index].message)
 
+    @cache
     def informative(index: int) -> bool:
         return is_informative(subject(index))
+
+    @cache
+    def instruction(index: int) -> bool:
+        return is_good_instruction(subject(index))
 
     # Records not made because the comment or instruction would say nothing specific.
     uninformative: Counter = Counter()
 
-    fix_commits = {
-        i
-        for i, c in enumerate(commits)
-        if not c.is_merge and is_fix(c.message) and c.sha not in history.boundary
-    }
     for candidate in history.candidates:
         hunk = candidate.hunk
         commit = commits[candidate.commit_index]
@@ -351,7 +352,7 @@ def build_records(
                     uninformative[RCG] += 1
         message = subject(candidate.commit_index)
         useful = informative(candidate.commit_index)
-        if candidate.commit_index in fix_commits:
+        if candidate.commit_index in history.fix_commits:
             if useful:
                 cr_meta = RecordMeta(**{**meta.__dict__, "fix_commit": commit.sha})
                 records[CR].append(
@@ -361,7 +362,7 @@ def build_records(
                 uninformative[CR] += 1
         if not useful:
             uninformative[EDIT] += 1
-        elif is_good_instruction(message):
+        elif instruction(candidate.commit_index):
             records[EDIT].append(
                 Record.make(EDIT, hunk.old_text, hunk.new_text, meta, instruction=message)
             )
@@ -413,11 +414,7 @@ def mine_repository(repo_path: Path, out: Path, options: MineOptions, console=No
         "shallow_boundary_commits": facts.get("shallow_boundary_commits", 0),
         "commits": len(commits),
         "merge_commits": sum(1 for c in commits if c.is_merge),
-        "fix_commits": sum(
-            1
-            for c in commits
-            if not c.is_merge and is_fix(c.message) and c.sha not in history.boundary
-        ),
+        "fix_commits": len(history.fix_commits),
         "hunks_total": history.hunks_total,
         "hunks": history.hunks_seen,
         "candidate_hunks": len(history.candidates),
