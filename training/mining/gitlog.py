@@ -246,8 +246,8 @@ def stream_commits(
 class _Prefetch:
     """Reads a pipe in a thread, so git keeps writing while a chunk is parsed (a pipe holds
     64 KB: read in the parsing thread, git would wait for every chunk to be parsed).
-    ``read`` returns everything that has arrived (at least one piece), or b"" at the end;
-    at most ``_QUEUED`` pieces wait, so a slow parser bounds memory."""
+    At most ``_QUEUED`` pieces (a pipe read returns at most the pipe's 64 KB) wait, so a
+    slow parser bounds memory."""
 
     def __init__(self, pipe):
         self.pipe = pipe
@@ -265,19 +265,20 @@ class _Prefetch:
         finally:
             self.ended.set()
 
-    def read(self, _size: int = -1) -> bytes:
-        pieces = []
-        while not pieces:
+    def read(self, size: int) -> bytes:
+        """At least ``size`` bytes (fewer only at the end), or b"" once all was read: the
+        parser scans what it holds for commit headers, so it is fed in large pieces."""
+        pieces: list[bytes] = []
+        held = 0
+        while held < size:
             try:
-                pieces.append(self.pieces.get(timeout=0.05))
+                piece = self.pieces.get(timeout=0.05)
             except queue.Empty:
                 if self.ended.is_set() and self.pieces.empty():
-                    return b""
-        while len(pieces) < _QUEUED:
-            try:
-                pieces.append(self.pieces.get_nowait())
-            except queue.Empty:
-                break
+                    break
+                continue
+            pieces.append(piece)
+            held += len(piece)
         return b"".join(pieces)
 
 
@@ -303,7 +304,7 @@ _COMMIT_HEADER = re.compile(
 _FILE_START = re.compile(rb"^diff --git ", re.MULTILINE)
 _HUNK_START = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)\n?", re.MULTILINE)
 _CHUNK = 1 << 22
-_QUEUED = 64  # pieces of at most _CHUNK bytes (64 KB each while git is the slower side)
+_QUEUED = 256  # pieces waiting to be parsed: 16 MB of 64 KB pipe reads
 
 
 def _parse(stream) -> Iterator[Commit]:

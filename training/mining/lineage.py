@@ -172,7 +172,7 @@ def _lines(texts: tuple[str | None, ...] | list[str | None]) -> list[str]:
     return [text if text is not None else f"{_UNKNOWN}{index}" for index, text in enumerate(texts)]
 
 
-@lru_cache(maxsize=1 << 18)
+@lru_cache(maxsize=1 << 16)
 def _key(line: str) -> str:
     """A line as ``git blame -w`` compares it; unknown lines stay distinct. Cached: the
     same lines come back in every revision of a file."""
