@@ -24,6 +24,7 @@ from server.text import LineMap
 from server.workspace import BaseText, Skipped, comparable_buffer
 from training.errors import HunkwiseError
 from training.hunks import Hunk, diff_texts
+from training.tasks import RCG
 
 if TYPE_CHECKING:
     from server.server import HunkwiseServer
@@ -353,6 +354,8 @@ class Reviewer:
         comments = self.comments
 
         def run(engine: Any) -> dict[str, str]:
+            if not engine.has_task(RCG):  # no comments learnt: the probability message stays
+                return {}
             texts = engine.comment(hunks)
             key = (self.ls.host.bundle_key, suffix[1])
             for hunk, text in zip(hunks, texts, strict=True):

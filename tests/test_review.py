@@ -338,3 +338,19 @@ def test_paths_with_spaces_and_b_slash(tmp_path):
     assert hunk.path == "dir b/x y.py" and hunk.added == [(1, "a = 2")]
     [added] = hunks_for(repo.path, "HEAD")
     assert added.path == "dir b/x y.py" and added.text == "@@ -0,0 +1 @@\n+a = 1"
+
+
+def test_a_bundle_without_an_rcg_adapter_still_reviews(tmp_path: Path) -> None:
+    # A history with no labelled fixes makes no rcg records and so no rcg adapter: review
+    # must still show what it scored, with the probability message instead of a comment.
+    bundle = build_stand_in_bundle(tmp_path / "bundle", stage1=False)
+    manifest_path = bundle / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["tasks"]["rcg"]
+    manifest_path.write_text(json.dumps(manifest))
+    engine = Engine.load(bundle, device="cpu")
+    assert not engine.has_task("rcg")
+    findings = review_hunks(engine, HUNKS, threshold=0.0)
+    assert len(findings) == len(HUNKS)
+    assert all(f.comment is None for f in findings)
+    assert all(f.message.startswith("This change may need review (p=") for f in findings)

@@ -17,6 +17,7 @@ from training import __version__
 from training.errors import HunkwiseError
 from training.hunks import Hunk
 from training.mining.gitlog import DIFF_OPTIONS, GIT_CONFIG, parse_git_diff
+from training.tasks import RCG
 
 if TYPE_CHECKING:
     from training.engine import Engine
@@ -71,10 +72,12 @@ def findings_for(
     threshold: float = 0.5,
     comments: bool = True,
 ) -> list[Finding]:
-    """Findings for already scored hunks: those at or over ``threshold``, commented."""
+    """Findings for already scored hunks: those at or over ``threshold``, commented. A
+    bundle without an rcg adapter (a history with no labelled fixes has no comments to
+    learn) gives findings whose message is the probability message."""
     flagged = [(hunk, p) for hunk, p in zip(hunks, probabilities, strict=True) if p >= threshold]
     texts: list[str | None] = [None] * len(flagged)
-    if comments and flagged:
+    if comments and flagged and engine.has_task(RCG):
         texts = list(engine.comment([hunk for hunk, _ in flagged]))
     findings = []
     for (hunk, p), text in zip(flagged, texts, strict=True):
