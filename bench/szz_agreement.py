@@ -78,6 +78,7 @@ from pydriller.domain.commit import ModificationType, ModifiedFile  # noqa: E402
 from training.hunks import language_of  # noqa: E402
 from training.mining import filters  # noqa: E402
 from training.mining.gitlog import DIFF_OPTIONS, GIT_CONFIG, FileDiff, parse_git_diff  # noqa: E402
+from training.mining.lineage import whitespace_free  # noqa: E402
 from training.mining.miner import History, MineOptions, horizon_of, walk_history  # noqa: E402
 
 Pair = tuple[str, str, str]  # (fix sha, path in the fix's parent, introducing sha)
@@ -109,10 +110,6 @@ CLASSES = (
 UNTRACED = "untraced"  # a deleted line hunkwise has no trace for
 
 _BLAME_HEADER = re.compile(r"^([0-9a-f]{40}) \d+ (\d+)")
-
-
-def whitespace_free(text: str) -> str:
-    return "".join(text.split())
 
 
 @dataclass(frozen=True)
