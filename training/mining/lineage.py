@@ -95,24 +95,16 @@ def _reattribute(
     texts: list[str | None],
 ) -> None:
     """``git blame -w`` for one change block of the plain diff: added lines that equal
-    deleted ones once whitespace is ignored take their origins. A block that only
-    re-indents pairs line for line; a mixed one pairs equal lines in order. git diffs the
-    whole file instead; the two differ only where a line that repeats nearby sits next to
-    the re-indented one and git's diff pairs the repeats the other way (docs/mining.md):
+    deleted ones once whitespace is ignored take their origins, equal lines paired in
+    order (line for line when the block only re-indents). git diffs the whole file
+    instead; the two differ only where a line that repeats nearby sits next to the
+    re-indented one and git's diff pairs the repeats the other way (docs/mining.md):
     diffing whole files for every re-indenting commit would cost a third of the walk."""
-    old_lines = [text for _, text in deleted]
-    new_lines = [texts[position] or "" for position in added]
-    old_keys = [_key(line) for line in old_lines]
-    new_keys = [_key(line) for line in new_lines]
-    if old_keys == new_keys:
-        pairs: list[tuple[int, int]] | zip = zip(
-            range(len(old_keys)), range(len(new_keys)), strict=True
-        )
-    elif set(old_keys).isdisjoint(new_keys):
+    old_keys = [_key(text) for _, text in deleted]
+    new_keys = [_key(texts[position]) for position in added]
+    if set(old_keys).isdisjoint(new_keys):
         return
-    else:
-        pairs = _in_order(old_keys, new_keys)
-    for i, j in pairs:
+    for i, j in _in_order(old_keys, new_keys):
         old_index = deleted[i][0]
         origins[added[j]] = old_origins[old_index] if old_index < len(old_origins) else None
 
