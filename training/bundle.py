@@ -57,6 +57,9 @@ class Manifest:
     created: str = field(default_factory=_now)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: The served rnp score and default threshold (training.calibration); None: the raw
+    #: adapter's P(yes) at threshold 0.5 (bundles trained before calibration existed).
+    calibration: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -81,6 +84,7 @@ class Manifest:
             "created": str,
             "training": dict,
             "metrics": dict,
+            "calibration": (dict, type(None)),
         }
         for key, kind in expected.items():
             if key in data and not isinstance(data[key], kind):
@@ -164,6 +168,13 @@ def read_manifest(bundle: Path) -> Manifest:
         _check_adapter(bundle, manifest.stage1, "the stage-1 adapter")
     if set(manifest.label_words) != set(LABEL_WORDS):
         raise BundleError(f"bundle {bundle}: label_words must have 'yes' and 'no'; {_RETRAIN}")
+    if manifest.calibration is not None:
+        from training.calibration import Calibration
+
+        try:
+            Calibration.from_dict(manifest.calibration)
+        except ValueError as error:
+            raise BundleError(f"bundle {bundle}: manifest.json: {error}; {_RETRAIN}") from None
     if manifest.base_model == BUNDLE_BASE and not (bundle / "base").is_dir():
         raise BundleError(
             f"bundle {bundle} says its base model is stored in it ({BUNDLE_BASE}) "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from training.bundle import BundleError, check_compatible, read_manifest
+from training.calibration import DEFAULT_THRESHOLD, Calibration, sigmoid
 from training.data import encode_prompt
 from training.errors import HunkwiseError
 from training.hunks import Hunk
@@ -89,6 +90,9 @@ class Engine:
         if self._pad_id is None:
             raise BundleError(f"the tokenizer in {bundle} has neither a pad nor an EOS token")
         self._yes_id, self._no_id = _label_token_ids(tokenizer, manifest.label_words, bundle)
+        self._calibration = (
+            Calibration.from_dict(manifest.calibration) if manifest.calibration else None
+        )
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -183,8 +187,27 @@ class Engine:
 
     # -- tasks -----------------------------------------------------------------------------
 
+    @property
+    def calibration(self) -> Calibration | None:
+        """How served scores are computed from the adapter's (None: they are the same)."""
+        return self._calibration
+
+    @property
+    def default_threshold(self) -> float:
+        """The bundle's threshold on served scores (chosen on its valid split), else 0.5."""
+        return self._calibration.threshold if self._calibration else DEFAULT_THRESHOLD
+
     def score(self, hunks: Sequence[Hunk | str]) -> list[float]:
-        """P(review needed) for each hunk: one forward pass per batch, never generation."""
+        """P(review needed) for each hunk as served: the adapter's score through the
+        bundle's calibration. One forward pass per batch, never generation."""
+        logits = self.logits(hunks)
+        if self._calibration is None:
+            return [float(p) for p in sigmoid(logits)] if logits else []
+        return self._calibration.probabilities(logits, [_hunk_text(h) for h in hunks])
+
+    def logits(self, hunks: Sequence[Hunk | str]) -> list[float]:
+        """The rnp adapter's raw logit log P(yes) - log P(no) over the two label tokens
+        (its P(yes) is the sigmoid of it)."""
         if not hunks:
             return []
         self._require(RNP)
@@ -192,7 +215,7 @@ class Engine:
         prompts = [self.encode(instruction, _hunk_text(hunk)) for hunk in hunks]
         import torch
 
-        scores: list[float] = [0.0] * len(prompts)
+        logits: list[float] = [0.0] * len(prompts)
         with self._lock, torch.inference_mode():
             self._model.set_adapter(RNP, inference_mode=True)
             for batch in self._batches(prompts):
@@ -200,18 +223,16 @@ class Engine:
                 # Left padding shifts every row's tokens; positions must count real tokens only
                 # so that a padded row computes exactly what it would alone.
                 position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-                logits = self._model(
+                last = self._model(
                     input_ids=input_ids,
                     attention_mask=attention_mask,
                     position_ids=position_ids,
                     logits_to_keep=1,
                 ).logits[:, -1, :]
-                pair = logits[:, [self._yes_id, self._no_id]].float()
-                for index, p_yes in zip(
-                    batch, torch.softmax(pair, dim=-1)[:, 0].tolist(), strict=True
-                ):
-                    scores[index] = p_yes
-        return scores
+                pair = last[:, [self._yes_id, self._no_id]].float()
+                for index, value in zip(batch, (pair[:, 0] - pair[:, 1]).tolist(), strict=True):
+                    logits[index] = value
+        return logits
 
     def comment(self, hunks: Sequence[Hunk | str]) -> list[str]:
         """A review comment for each hunk (the rcg adapter)."""

@@ -20,6 +20,8 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from training.calibration import hunk_line_counts
+
 # --------------------------------------------------------------------------------------------
 # BLEU-4, exactly as CodeReviewer computes it
 # --------------------------------------------------------------------------------------------
@@ -253,19 +255,6 @@ def precision_recall_curve(labels: Sequence[int], scores: Sequence[float]) -> Pr
         precision=tuple(float(p) for p in precision),
         recall=tuple(float(r) for r in recall),
     )
-
-
-def hunk_line_counts(hunk_text: str) -> tuple[int, int]:
-    """Lines added and deleted in a hunk: the ``+``/``-`` lines after its first ``@@``
-    header (the whole text when there is none)."""
-    lines = hunk_text.split("\n")
-    for index, line in enumerate(lines):
-        if line.startswith("@@"):
-            lines = lines[index + 1 :]
-            break
-    added = sum(1 for line in lines if line.startswith("+"))
-    deleted = sum(1 for line in lines if line.startswith("-"))
-    return added, deleted
 
 
 def majority_label(train_labels: Sequence[int]) -> int:
