@@ -13,6 +13,7 @@ import math
 import xml.etree.ElementTree as ElementTree
 from itertools import product
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,8 +31,11 @@ from training.evaluate import (
     line_chart_svg,
     load_stopwords,
     majority_label,
+    pr_auc,
+    precision_at,
     precision_recall_curve,
     roc_auc,
+    weighted_aucs,
     write_report,
 )
 
@@ -234,13 +238,86 @@ def test_evaluate_rnp_puts_the_model_beside_both_baselines():
     train_labels = [0] * 6 + [1] * 4
     test_hunks = [_hunk(2, 0), _hunk(25, 12), _hunk(1, 1), _hunk(40, 3)]
     test_labels = [0, 1, 0, 1]
-    report = evaluate_rnp([0.2, 0.4, 0.6, 0.9], test_labels, test_hunks, train_labels, train_hunks)
+    report = evaluate_rnp(
+        [0.2, 0.4, 0.6, 0.9], test_labels, test_hunks, train_labels, train_hunks, bootstrap=200
+    )
     assert report.majority_label == 0
     assert report.majority.roc_auc == 0.5
     assert report.majority.f1 == 0.0
     assert report.lapredict.roc_auc == 1.0
-    assert report.model.roc_auc == pytest.approx(0.75)
-    assert (report.train_records, report.test_records) == (10, 4)
+    assert report.adapter.roc_auc == pytest.approx(0.75)
+    # Without a calibration the served score is the adapter's.
+    assert not report.calibrated and report.served == report.adapter
+    assert (report.train_records, report.test_records, report.test_yes) == (10, 4, 2)
+    served = report.scorers["served"]
+    assert served.flagged == 2 and served.flagged_share == 0.5
+    assert served.precision_top10 == 0.5  # all four hunks, two of them yes
+    assert served.precision_top5pct == 1.0  # the single highest score is a yes
+    low, high = served.roc_auc_ci
+    assert 0.0 <= low <= 0.75 <= high <= 1.0
+
+
+def test_evaluate_rnp_judges_the_served_score_at_its_threshold():
+    hunks = [_hunk(i % 7, i % 3) for i in range(40)]
+    labels = [int(i % 5 == 0) for i in range(40)]
+    served = [0.9 if label else 0.1 for label in labels]
+    report = evaluate_rnp(
+        [0.5] * 40, labels, hunks, labels, hunks, served_scores=served, threshold=0.8
+    )
+    assert report.calibrated
+    assert report.served.threshold == 0.8 and report.adapter.threshold == 0.5
+    assert report.served.roc_auc == 1.0 and report.adapter.roc_auc == 0.5
+    assert report.served.precision == 1.0 and report.served.recall == 1.0
+    first = report.differences[0]
+    assert (first.first, first.second) == ("served", "lapredict")
+    served_vs_adapter = report.differences[-1]
+    assert served_vs_adapter.difference == 0.5 and served_vs_adapter.significant
+
+
+def test_bootstrap_intervals_are_paired_and_reproducible():
+    rng = np.random.default_rng(3)
+    labels = (rng.random(300) < 0.1).astype(int).tolist()
+    scores = (np.asarray(labels) * 0.3 + rng.random(300)).tolist()
+    hunks = [_hunk(1, 1)] * 300
+    first = evaluate_rnp(scores, labels, hunks, labels, hunks, bootstrap=300, seed=7)
+    again = evaluate_rnp(scores, labels, hunks, labels, hunks, bootstrap=300, seed=7)
+    assert first.scorers["adapter"].roc_auc_ci == again.scorers["adapter"].roc_auc_ci
+    # The same scores as served and as adapter: their paired difference is exactly 0.
+    same = evaluate_rnp(scores, labels, hunks, labels, hunks, served_scores=scores, bootstrap=300)
+    difference = same.differences[-1]
+    assert difference.ci == (0.0, 0.0) and not difference.significant
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 1), st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]), st.integers(0, 3)
+        ),
+        min_size=2,
+        max_size=30,
+    )
+)
+def test_weighted_aucs_equal_scikit_learn_on_the_repeated_hunks(rows):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    labels = np.array([label for label, _, _ in rows])
+    scores = np.array([score for _, score, _ in rows])
+    counts = np.array([count for _, _, count in rows])
+    roc, ap = weighted_aucs(labels, scores, counts[None, :])
+    expanded_y, expanded_s = np.repeat(labels, counts), np.repeat(scores, counts)
+    if len(set(expanded_y)) < 2:
+        assert np.isnan(roc[0]) and np.isnan(ap[0])
+        return
+    assert roc[0] == pytest.approx(roc_auc_score(expanded_y, expanded_s))
+    assert ap[0] == pytest.approx(average_precision_score(expanded_y, expanded_s))
+
+
+def test_pr_auc_and_precision_at_k():
+    assert pr_auc([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]) == pytest.approx((1 + 2 / 3) / 2)
+    assert pr_auc([0, 0], [0.3, 0.2]) is None
+    assert precision_at([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1], 2) == 0.5
+    assert precision_at([1, 0], [0.1, 0.9], 10) == 0.5
 
 
 def test_evaluate_generation():
@@ -277,7 +354,7 @@ def test_write_report_writes_json_markdown_and_well_formed_svgs(tmp_path):
     write_report(bundle, report)
 
     data = json.loads((bundle / "report.json").read_text(encoding="utf-8"))
-    assert data["rnp"]["majority"]["roc_auc"] == 0.5
+    assert data["rnp"]["scorers"]["majority"]["metrics"]["roc_auc"] == 0.5
     assert data["rcg"]["bleu4_stopwords_removed"] is not None
     assert data["cr"]["exact_match"] == 100.0
     assert data["loss"]["rnp"][2] == [3, None]  # a diverged loss is null, not NaN
@@ -298,7 +375,7 @@ def test_write_report_writes_json_markdown_and_well_formed_svgs(tmp_path):
 
     metrics = report.metrics()
     assert "loss" not in metrics
-    assert "model_curve" not in metrics["rnp"]
+    assert "curves" not in metrics["rnp"]
     json.dumps(metrics, allow_nan=False)
 
 

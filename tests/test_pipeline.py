@@ -27,8 +27,9 @@ def report(trained: TrainedBundle):
 
 def test_rnp_adapter_beats_the_majority_baseline(report):
     assert report.rnp is not None and report.rnp.test_records > 0
-    assert report.rnp.model.f1 > report.rnp.majority.f1
-    assert report.rnp.model.roc_auc is not None and report.rnp.model.roc_auc > 0.5
+    assert report.rnp.served.f1 > report.rnp.majority.f1
+    assert report.rnp.served.roc_auc is not None and report.rnp.served.roc_auc > 0.5
+    assert report.rnp.adapter.roc_auc is not None and report.rnp.adapter.roc_auc > 0.5
 
 
 def test_rcg_adapter_beats_an_empty_comment(trained: TrainedBundle, report):
@@ -41,7 +42,8 @@ def test_report_files_and_manifest_metrics(trained: TrainedBundle, report):
     for name in ("report.json", "report.md", "loss.svg", "rnp_pr.svg"):
         assert (trained.bundle / name).stat().st_size > 0
     manifest = json.loads((trained.bundle / "manifest.json").read_text())
-    assert manifest["metrics"]["rnp"]["model"]["f1"] == report.rnp.model.f1
+    served = manifest["metrics"]["rnp"]["scorers"]["served"]
+    assert served["metrics"]["f1"] == report.rnp.served.f1
     assert "LApredict" in (trained.bundle / "report.md").read_text()
 
 

@@ -106,7 +106,7 @@ def _check_pairs(predictions: Sequence, references: Sequence) -> None:
             f"{len(predictions)} predictions for {len(references)} references; "
             "they must pair up one to one"
         )
-    if not predictions:
+    if not len(predictions):
         raise ValueError("nothing to score: no predictions")
 
 
@@ -141,6 +141,13 @@ def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
 # --------------------------------------------------------------------------------------------
 # Review necessity (binary: 1 = "yes", needs review)
 # --------------------------------------------------------------------------------------------
+
+#: Bootstrap resamples behind every interval; the same resamples for every scorer of a split
+#: (paired), so differences get intervals too.
+BOOTSTRAP = 1000
+#: "Top k" precision counts: the k highest scores, and the highest 5% of the split.
+TOP_K = 10
+TOP_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -195,18 +202,25 @@ def _labels_and_scores(
 
 
 def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
-    """ROC AUC as the Mann-Whitney statistic (tied scores count one half); None when only
-    one class is present."""
+    """ROC AUC (scikit-learn; tied scores count one half); None when only one class is
+    present."""
+    from sklearn.metrics import roc_auc_score
+
     y, s = _labels_and_scores(labels, scores)
-    positives = int(y.sum())
-    negatives = len(y) - positives
-    if positives == 0 or negatives == 0:
+    if y.min() == y.max():
         return None
-    _, group, group_size = np.unique(s, return_inverse=True, return_counts=True)
-    # Average 1-based rank of each group of tied scores.
-    group_rank = np.cumsum(group_size) - (group_size - 1) / 2.0
-    rank_sum = float(group_rank[group][y == 1].sum())
-    return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
+    return float(roc_auc_score(y, s))
+
+
+def pr_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
+    """Average precision (scikit-learn's step-wise area under the precision-recall curve);
+    None without a positive. A scorer that ranks at random gets the base rate."""
+    from sklearn.metrics import average_precision_score
+
+    y, s = _labels_and_scores(labels, scores)
+    if not y.any():
+        return None
+    return float(average_precision_score(y, s))
 
 
 def classification_metrics(
@@ -214,19 +228,18 @@ def classification_metrics(
 ) -> ClassificationMetrics:
     """Precision, recall, F1 of "yes", accuracy and ROC AUC of ``scores`` (P(yes)) against
     ``labels`` (1 = yes). A ratio with nothing to count (no flagged hunk, no positive) is 0."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
     y, s = _labels_and_scores(labels, scores)
-    flagged = s >= threshold
-    tp = int((flagged & (y == 1)).sum())
-    fp = int((flagged & (y == 0)).sum())
-    fn = int((~flagged & (y == 1)).sum())
-    tn = int((~flagged & (y == 0)).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    flagged = (s >= threshold).astype(np.int64)
+    tn, fp, fn, tp = (int(v) for v in confusion_matrix(y, flagged, labels=[0, 1]).ravel())
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y, flagged, labels=[1], average="binary", zero_division=0.0
+    )
     return ClassificationMetrics(
-        precision=precision,
-        recall=recall,
-        f1=f1,
+        precision=float(precision),
+        recall=float(recall),
+        f1=float(f1),
         accuracy=(tp + tn) / len(y),
         roc_auc=roc_auc(labels, scores),
         threshold=threshold,
@@ -254,6 +267,122 @@ def precision_recall_curve(labels: Sequence[int], scores: Sequence[float]) -> Pr
         thresholds=tuple(float(t) for t in s[ends]),
         precision=tuple(float(p) for p in precision),
         recall=tuple(float(r) for r in recall),
+    )
+
+
+def precision_at(labels: Sequence[int], scores: Sequence[float], k: int) -> float | None:
+    """The share of "yes" among the ``k`` highest scores (ties broken by order); None for
+    an empty split."""
+    y, s = _labels_and_scores(labels, scores)
+    if not len(y) or k < 1:
+        return None
+    top = np.argsort(-s, kind="stable")[: min(k, len(y))]
+    return float(y[top].mean())
+
+
+@dataclass(frozen=True)
+class ScorerReport:
+    """One scorer on the test split: ranking (with bootstrap 95% intervals) and what it
+    flags at ``metrics.threshold``."""
+
+    description: str
+    metrics: ClassificationMetrics
+    roc_auc_ci: tuple[float, float] | None
+    pr_auc: float | None
+    pr_auc_ci: tuple[float, float] | None
+    flagged: int
+    flagged_share: float
+    precision_top10: float | None
+    precision_top5pct: float | None
+
+
+@dataclass(frozen=True)
+class AucDifference:
+    """ROC AUC of ``first`` minus that of ``second`` on the same hunks, with a paired
+    bootstrap 95% interval: they differ only when the interval excludes 0."""
+
+    first: str
+    second: str
+    difference: float
+    ci: tuple[float, float]
+
+    @property
+    def significant(self) -> bool:
+        return not self.ci[0] <= 0.0 <= self.ci[1]
+
+
+def weighted_aucs(
+    labels: np.ndarray, scores: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """ROC AUC and average precision of ``scores`` for each row of ``weights`` (how many
+    times each hunk counts), vectorised over the rows; tied scores are one threshold, as in
+    scikit-learn. A row without both classes gives NaN."""
+    labels = np.asarray(labels, dtype=np.float64)
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    sorted_scores = np.asarray(scores, dtype=np.float64)[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    w = weights[:, order]
+    positives = np.add.reduceat(w * labels[order], starts, axis=1)  # per group, best first
+    negatives = np.add.reduceat(w * (1.0 - labels[order]), starts, axis=1)
+    total_p, total_n = positives.sum(axis=1), negatives.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # A positive beats the negatives of every lower group, and ties half of its own.
+        lower_negatives = total_n[:, None] - np.cumsum(negatives, axis=1)
+        roc = (positives * (lower_negatives + 0.5 * negatives)).sum(axis=1) / (total_p * total_n)
+        cum_p, cum_n = np.cumsum(positives, axis=1), np.cumsum(negatives, axis=1)
+        precision = np.where(cum_p + cum_n > 0, cum_p / (cum_p + cum_n), 0.0)
+        ap = (positives * precision).sum(axis=1) / total_p
+    invalid = (total_p == 0) | (total_n == 0)
+    roc[invalid] = np.nan
+    ap[invalid] = np.nan
+    return roc, ap
+
+
+def _bootstrap_aucs(
+    labels: np.ndarray, scores: dict[str, np.ndarray], resamples: int, seed: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """ROC AUC and average precision of every scorer on the same resamples (a resample is
+    a multinomial count per hunk; those left with one class are dropped)."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples)
+    out = {}
+    for name, s in scores.items():
+        roc, ap = weighted_aucs(labels, s, counts)
+        keep = np.isfinite(roc)
+        out[name] = (roc[keep], ap[keep])
+    return out
+
+
+def _interval(values: np.ndarray) -> tuple[float, float] | None:
+    if not len(values):
+        return None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return round(float(low), 4), round(float(high), 4)
+
+
+def score_report(
+    labels: Sequence[int],
+    scores: Sequence[float],
+    threshold: float,
+    description: str,
+    samples: tuple[np.ndarray, np.ndarray] | None = None,
+) -> ScorerReport:
+    """``scores`` judged against ``labels``; ``samples`` are its bootstrap (ROC AUC,
+    average precision) values, see :func:`evaluate_rnp`."""
+    metrics = classification_metrics(labels, scores, threshold)
+    flagged = metrics.true_positives + metrics.false_positives
+    return ScorerReport(
+        description=description,
+        metrics=metrics,
+        roc_auc_ci=_interval(samples[0]) if samples is not None else None,
+        pr_auc=pr_auc(labels, scores),
+        pr_auc_ci=_interval(samples[1]) if samples is not None else None,
+        flagged=flagged,
+        flagged_share=flagged / len(labels) if len(labels) else 0.0,
+        precision_top10=precision_at(labels, scores, TOP_K),
+        precision_top5pct=precision_at(labels, scores, max(1, math.ceil(TOP_SHARE * len(labels)))),
     )
 
 
@@ -294,49 +423,33 @@ def _standardise(
 
 
 def lapredict_fit(
-    train_features: Sequence[tuple[int, int]],
-    train_labels: Sequence[int],
-    l2: float = 1e-3,
-    max_steps: int = 200,
+    train_features: Sequence[tuple[int, int]], train_labels: Sequence[int]
 ) -> LApredictModel:
-    """Fit LApredict by damped Newton steps on the L2-regularised mean log loss.
+    """Fit LApredict with scikit-learn's L2-regularised logistic regression.
 
     ``train_features`` are (lines added, lines deleted) per hunk, see :func:`hunk_line_counts`.
-    The small L2 term (on the bias too) keeps the fit finite on separable or one-class data.
+    A one-class training split gives its (smoothed) base rate to every hunk.
     """
-    y = np.asarray(train_labels, dtype=np.float64)
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.asarray(train_labels, dtype=np.int64)
     if len(train_features) != len(y) or len(y) == 0:
         raise ValueError("LApredict needs as many labels as feature pairs, and at least one")
     raw = _log_features(train_features)
     mean = raw.mean(axis=0)
     scale = raw.std(axis=0)
     scale[scale == 0] = 1.0
-    x = np.hstack([(raw - mean) / scale, np.ones((len(y), 1))])
-    n = len(y)
-
-    def objective(theta: np.ndarray) -> float:
-        z = x @ theta
-        return float(np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * theta @ theta)
-
-    theta = np.zeros(3)
-    current = objective(theta)
-    for _ in range(max_steps):
-        p = np.exp(-np.logaddexp(0.0, -(x @ theta)))
-        gradient = x.T @ (p - y) / n + l2 * theta
-        hessian = (x * (p * (1 - p))[:, None]).T @ x / n + l2 * np.eye(3)
-        step = np.linalg.solve(hessian, gradient)
-        size = 1.0
-        while size > 1e-8 and objective(theta - size * step) > current:
-            size /= 2
-        theta = theta - size * step
-        current = objective(theta)
-        if float(np.abs(size * step).max()) < 1e-10:
-            break
+    if y.min() == y.max():
+        rate = (y.sum() + 0.5) / (len(y) + 1.0)
+        weights, bias = np.zeros(2), float(np.log(rate / (1 - rate)))
+    else:
+        model = LogisticRegression(C=1000.0, max_iter=1000).fit((raw - mean) / scale, y)
+        weights, bias = model.coef_[0], float(model.intercept_[0])
     return LApredictModel(
         mean=(float(mean[0]), float(mean[1])),
         scale=(float(scale[0]), float(scale[1])),
-        weights=(float(theta[0]), float(theta[1])),
-        bias=float(theta[2]),
+        weights=(float(weights[0]), float(weights[1])),
+        bias=bias,
     )
 
 
@@ -344,19 +457,40 @@ def lapredict_fit(
 # Report
 # --------------------------------------------------------------------------------------------
 
+#: The scorers of the rnp report, in the order tables show them.
+SERVED, ADAPTER, LAPREDICT, MAJORITY = "served", "adapter", "lapredict", "majority"
+
 
 @dataclass(frozen=True)
 class RnpReport:
-    """Review necessity on the test split: the adapter beside the two baselines."""
+    """Review necessity on the whole test split: the served score (the adapter through the
+    bundle's calibration), the raw adapter, and two baselines fitted on the train split."""
 
-    model: ClassificationMetrics
-    majority: ClassificationMetrics
-    lapredict: ClassificationMetrics
+    scorers: dict[str, ScorerReport]
+    differences: list[AucDifference]
+    curves: dict[str, PrecisionRecallCurve]
     majority_label: int
-    model_curve: PrecisionRecallCurve
-    lapredict_curve: PrecisionRecallCurve
     train_records: int
     test_records: int
+    test_yes: int
+    bootstrap: int
+    calibrated: bool
+
+    @property
+    def served(self) -> ClassificationMetrics:
+        return self.scorers[SERVED].metrics
+
+    @property
+    def adapter(self) -> ClassificationMetrics:
+        return self.scorers[ADAPTER].metrics
+
+    @property
+    def lapredict(self) -> ClassificationMetrics:
+        return self.scorers[LAPREDICT].metrics
+
+    @property
+    def majority(self) -> ClassificationMetrics:
+        return self.scorers[MAJORITY].metrics
 
 
 @dataclass(frozen=True)
@@ -390,8 +524,7 @@ class EvaluationReport:
         data = self.to_dict()
         data.pop("loss")
         if data["rnp"] is not None:
-            data["rnp"].pop("model_curve")
-            data["rnp"].pop("lapredict_curve")
+            data["rnp"].pop("curves")
         return data
 
     def to_dict(self) -> dict:
@@ -410,32 +543,79 @@ def _json_safe(value):
 
 
 def evaluate_rnp(
-    scores: Sequence[float],
+    adapter_scores: Sequence[float],
     test_labels: Sequence[int],
     test_hunks: Sequence[str],
     train_labels: Sequence[int],
     train_hunks: Sequence[str],
+    *,
+    served_scores: Sequence[float] | None = None,
     threshold: float = 0.5,
+    valid_labels: Sequence[int] = (),
+    valid_hunks: Sequence[str] = (),
+    bootstrap: int = BOOTSTRAP,
+    seed: int = 0,
 ) -> RnpReport:
-    """Score the adapter's P(yes) on the test hunks and fit both baselines on the train split."""
+    """Judge the served scores (``served_scores``, at ``threshold``; the adapter's own
+    when None) beside the adapter's P(yes) at 0.5, LApredict fitted on the train split (its
+    threshold chosen on the valid split by the bundle's rule, else 0.5) and the majority
+    class, with ``bootstrap`` paired resamples of the test split behind every interval."""
+    from training.calibration import choose_threshold
+
     if len(test_hunks) != len(test_labels):
         raise ValueError(f"{len(test_hunks)} test hunks for {len(test_labels)} labels")
     if len(train_hunks) != len(train_labels):
         raise ValueError(f"{len(train_hunks)} train hunks for {len(train_labels)} labels")
     majority = majority_label(train_labels)
     lapredict = lapredict_fit([hunk_line_counts(h) for h in train_hunks], train_labels)
-    lapredict_scores = lapredict.predict_proba([hunk_line_counts(h) for h in test_hunks])
-    return RnpReport(
-        model=classification_metrics(test_labels, scores, threshold),
-        majority=classification_metrics(
-            test_labels, [float(majority)] * len(test_labels), threshold
+    lapredict_threshold = 0.5
+    if len(valid_labels) and any(valid_labels):
+        valid_scores = lapredict.predict_proba([hunk_line_counts(h) for h in valid_hunks])
+        lapredict_threshold = choose_threshold(valid_labels, valid_scores)
+    calibrated = served_scores is not None
+    scores = {
+        SERVED: np.asarray(served_scores if calibrated else adapter_scores, dtype=np.float64),
+        ADAPTER: np.asarray(adapter_scores, dtype=np.float64),
+        LAPREDICT: np.asarray(
+            lapredict.predict_proba([hunk_line_counts(h) for h in test_hunks]), dtype=np.float64
         ),
-        lapredict=classification_metrics(test_labels, lapredict_scores, threshold),
+        MAJORITY: np.full(len(test_labels), float(majority)),
+    }
+    thresholds = {SERVED: threshold, ADAPTER: 0.5, LAPREDICT: lapredict_threshold, MAJORITY: 0.5}
+    descriptions = {
+        SERVED: "hunkwise (served: adapter + calibration)" if calibrated else "hunkwise (adapter)",
+        ADAPTER: "rnp adapter alone (P(yes))",
+        LAPREDICT: "LApredict (lines added/deleted)",
+        MAJORITY: f'majority class ("{"yes" if majority else "no"}")',
+    }
+    y = np.asarray(test_labels, dtype=np.int64)
+    samples = _bootstrap_aucs(y, scores, bootstrap, seed) if bootstrap and len(y) else {}
+    reports = {
+        name: score_report(y, s, thresholds[name], descriptions[name], samples.get(name))
+        for name, s in scores.items()
+    }
+    differences = []
+    if samples:
+        for first, second in ((SERVED, LAPREDICT), (ADAPTER, LAPREDICT), (SERVED, ADAPTER)):
+            a, b = reports[first].metrics.roc_auc, reports[second].metrics.roc_auc
+            paired = samples[first][0] - samples[second][0]
+            if a is None or b is None or not len(paired):
+                continue
+            ci = _interval(paired)
+            assert ci is not None
+            differences.append(AucDifference(first, second, round(a - b, 4), ci))
+    return RnpReport(
+        scorers=reports,
+        differences=differences,
+        curves={
+            name: precision_recall_curve(y, scores[name]) for name in (SERVED, ADAPTER, LAPREDICT)
+        },
         majority_label=majority,
-        model_curve=precision_recall_curve(test_labels, scores),
-        lapredict_curve=precision_recall_curve(test_labels, lapredict_scores),
         train_records=len(train_labels),
         test_records=len(test_labels),
+        test_yes=int(y.sum()),
+        bootstrap=bootstrap,
+        calibrated=calibrated,
     )
 
 
@@ -547,6 +727,14 @@ def _auc(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _ci(interval: tuple[float, float] | None) -> str:
+    return "" if interval is None else f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
@@ -565,27 +753,36 @@ def report_markdown(report: EvaluationReport) -> str:
         out.append("")
     if report.rnp is not None:
         rnp = report.rnp
-        label = "yes" if rnp.majority_label == 1 else "no"
         out += [
             "## Review necessity (RNP)",
             "",
-            f"Test split: {rnp.test_records} hunks ({rnp.model.support_yes} yes, "
-            f"{rnp.model.support_no} no); baselines fitted on {rnp.train_records} train hunks. "
-            f"A hunk is flagged when P(yes) >= {rnp.model.threshold:g}. "
-            'Precision, recall and F1 are those of "yes", in percent.',
+            f"Whole test split: {rnp.test_records} hunks ({rnp.test_yes} yes, "
+            f"{rnp.test_records - rnp.test_yes} no); baselines fitted on {rnp.train_records} "
+            "train hunks. AUCs with bootstrap 95% intervals "
+            f"({rnp.bootstrap} paired resamples); a hunk is flagged when its score is at least "
+            'the scorer\'s threshold. Precision, recall and F1 are those of "yes"; P@10 and '
+            'P@5% the share of "yes" among the 10 and the 5% highest scores.',
             "",
-            "| scorer | precision | recall | F1 | accuracy | ROC AUC |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| scorer | ROC AUC [95% CI] | PR AUC [95% CI] | threshold | flagged | precision "
+            "| recall | F1 | P@10 | P@5% |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for name, m in (
-            ("hunkwise (rnp adapter)", rnp.model),
-            (f'majority class ("{label}")', rnp.majority),
-            ("LApredict (lines added/deleted)", rnp.lapredict),
-        ):
+        for scorer in rnp.scorers.values():
+            m = scorer.metrics
             out.append(
-                f"| {name} | {_percent(m.precision)} | {_percent(m.recall)} | {_percent(m.f1)} "
-                f"| {_percent(m.accuracy)} | {_auc(m.roc_auc)} |"
+                f"| {scorer.description} | {_auc(m.roc_auc)} {_ci(scorer.roc_auc_ci)} "
+                f"| {_auc(scorer.pr_auc)} {_ci(scorer.pr_auc_ci)} | {m.threshold:.3g} "
+                f"| {_percent(scorer.flagged_share)}% | {_percent(m.precision)} "
+                f"| {_percent(m.recall)} | {_percent(m.f1)} | {_share(scorer.precision_top10)} "
+                f"| {_share(scorer.precision_top5pct)} |"
             )
+        if rnp.differences:
+            out += ["", "| ROC AUC difference | value [95% CI] | different? |", "|---|---|---|"]
+            for d in rnp.differences:
+                out.append(
+                    f"| {d.first} - {d.second} | {d.difference:+.4f} {_ci(d.ci)} "
+                    f"| {'yes' if d.significant else 'no (the interval holds 0)'} |"
+                )
         out += ["", "![precision-recall curve](rnp_pr.svg)", ""]
     if report.rcg is not None:
         out += [
@@ -631,11 +828,9 @@ def write_report(bundle_dir: Path, report: EvaluationReport) -> None:
     )
     curves = {}
     if report.rnp is not None:
-        for name, curve in (
-            ("hunkwise", report.rnp.model_curve),
-            ("LApredict", report.rnp.lapredict_curve),
-        ):
-            curves[name] = list(zip(curve.recall, curve.precision, strict=True))
+        for name, curve in report.rnp.curves.items():
+            label = report.rnp.scorers[name].description
+            curves[label] = list(zip(curve.recall, curve.precision, strict=True))
     (bundle_dir / "rnp_pr.svg").write_text(
         line_chart_svg(
             curves,
@@ -653,13 +848,31 @@ def write_report(bundle_dir: Path, report: EvaluationReport) -> None:
 # Evaluating a bundle
 # --------------------------------------------------------------------------------------------
 
-#: Test records evaluated per task when no limit is given: all on a GPU; on CPU, the newest
-#: of each test split (scoring and generation with a CPU model take a while).
-CPU_EVAL_LIMITS: dict[str, int] = {"rnp": 400, "rcg": 60, "cr": 60, "edit": 60}
+#: Test records evaluated per generating task when no limit is given: all on a GPU; on CPU,
+#: the newest of each test split (generation with a CPU model takes a while). Review
+#: necessity is one forward pass per hunk: its whole test split is always scored.
+CPU_EVAL_LIMITS: dict[str, int] = {"rcg": 60, "cr": 60, "edit": 60}
 
 
 def _newest(records: list, limit: int | None) -> list:
     return records if not limit or len(records) <= limit else records[-limit:]
+
+
+def _yes(records) -> list[int]:
+    return [int(r.output == "yes") for r in records]
+
+
+def write_predictions(path: Path, ids: Sequence[str], served, adapter, labels) -> None:
+    """One JSON line per test record: ``id``, ``p`` (the served score), ``p_adapter`` (the
+    adapter's own P(yes)) and ``label`` (1 = yes), written atomically."""
+    path = Path(path)
+    lines = [
+        json.dumps({"id": i, "p": round(p, 6), "p_adapter": round(a, 6), "label": y})
+        for i, p, a, y in zip(ids, served, adapter, labels, strict=True)
+    ]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    tmp.replace(path)
 
 
 def evaluate_bundle(
@@ -669,14 +882,19 @@ def evaluate_bundle(
     device: str = "auto",
     limit: int | None = None,
     stopwords: set[str] | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
+    predictions: Path | None = None,
     console=None,
 ) -> EvaluationReport:
     """Run a bundle's adapters on the test split of ``data_dir`` and build the report:
-    RNP beside both baselines, RCG BLEU-4 (with and without ``stopwords``), CR and edit
-    BLEU-4 and exact match. ``limit`` caps the test records per task (None: all on a GPU,
-    :data:`CPU_EVAL_LIMITS` on CPU; 0: all); the newest records are kept."""
+    RNP on the whole test split (the served score at ``threshold``, default the bundle's,
+    beside the raw adapter and both baselines), RCG BLEU-4 (with and without
+    ``stopwords``), CR and edit BLEU-4 and exact match. ``limit`` caps the test records
+    per task, the newest kept (None: all rnp, and for generation all on a GPU or
+    :data:`CPU_EVAL_LIMITS` on CPU; 0: all). ``predictions`` gets one JSON line per rnp
+    test record (see :func:`write_predictions`)."""
     from training.bundle import read_manifest
+    from training.calibration import sigmoid
     from training.engine import Engine, GenerationRequest
     from training.mining.dataset import read_split
     from training.progress import progress_bar
@@ -688,7 +906,7 @@ def evaluate_bundle(
     def cap(task: str) -> int | None:
         if limit is not None:
             return limit or None
-        return CPU_EVAL_LIMITS[task] if on_cpu else None
+        return CPU_EVAL_LIMITS.get(task) if on_cpu else None
 
     records: dict[str, dict[str, int]] = {}
     for task in ("rnp", "rcg", "cr", "edit"):
@@ -699,22 +917,35 @@ def evaluate_bundle(
     if engine.has_task("rnp"):
         test = _newest(read_split(data_dir, "rnp", "test"), cap("rnp"))
         train = read_split(data_dir, "rnp", "train")
-        labels = [int(r.output == "yes") for r in test]
+        valid = read_split(data_dir, "rnp", "valid")
         if test and train:
+            logits: list[float] = []
             with progress_bar(console, "Evaluating rnp", len(test)) as advance:
-                scores = []
-                for start in range(0, len(test), 32):
-                    batch = test[start : start + 32]
-                    scores += engine.score([r.input for r in batch])
+                for start in range(0, len(test), 64):
+                    batch = test[start : start + 64]
+                    logits += engine.logits([r.input for r in batch])
                     advance(len(batch))
+            adapter = [float(p) for p in sigmoid(logits)]
+            calibration = engine.calibration
+            served = (
+                calibration.probabilities(logits, [r.input for r in test]) if calibration else None
+            )
+            labels = _yes(test)
             results["rnp"] = evaluate_rnp(
-                scores,
+                adapter,
                 labels,
                 [r.input for r in test],
-                [int(r.output == "yes") for r in train],
+                _yes(train),
                 [r.input for r in train],
-                threshold,
+                served_scores=served,
+                threshold=engine.default_threshold if threshold is None else threshold,
+                valid_labels=_yes(valid),
+                valid_hunks=[r.input for r in valid],
             )
+            if predictions is not None:
+                write_predictions(
+                    predictions, [r.id for r in test], served or adapter, adapter, labels
+                )
     for task in ("rcg", "cr", "edit"):
         test = _newest(read_split(data_dir, task, "test"), cap(task))
         if not test or not engine.has_task(task):
