@@ -1,6 +1,7 @@
 """The bundle contract: manifest validation with messages that say what to do, the
-base/template check, and atomic replacement (a failing or killed writer leaves the previous
-bundle loadable; its leftovers are cleaned by the next writer)."""
+base/template check (what the adapters were trained on against the base loaded), and
+atomic replacement (a failing or killed writer leaves the previous bundle loadable; its
+leftovers are cleaned by the next writer)."""
 
 from __future__ import annotations
 
@@ -151,6 +152,84 @@ def test_check_compatible_names_both_sides(tmp_path):
     (tmp_path / "model").mkdir()
     local = Manifest(base_model=str(tmp_path / "model"), tasks={"rnp": "rnp"})
     check_compatible(local, str(tmp_path / "." / "model"), TEMPLATE_NAME)
+
+
+def _trained_on(adapter: Path, base: str) -> None:
+    config = adapter / "adapter_config.json"
+    config.write_text(
+        json.dumps({**json.loads(config.read_text()), "base_model_name_or_path": base})
+    )
+
+
+def test_check_compatible_reads_what_each_adapter_was_trained_on(tmp_path):
+    bundle = make_bundle(tmp_path / "bundle", tasks=("rnp", "rcg"))
+    manifest = read_manifest(bundle)
+    check_compatible(manifest, "bundle:base", TEMPLATE_NAME, bundle=bundle)  # configs say nothing
+    for task in ("rnp", "rcg"):
+        _trained_on(bundle / task, "bundle:base")
+    check_compatible(manifest, "bundle:base", TEMPLATE_NAME, bundle=bundle)
+    # The bundle's base/ is the same base whichever way it is named.
+    check_compatible(manifest, str(bundle / "base"), TEMPLATE_NAME, bundle=bundle)
+    # A manifest pointed at another base than the adapters were trained on.
+    (tmp_path / "other").mkdir()
+    moved = Manifest(base_model=str(tmp_path / "other"), tasks=manifest.tasks)
+    with pytest.raises(BundleError) as error:
+        check_compatible(moved, moved.base_model, TEMPLATE_NAME, bundle=bundle)
+    message = str(error.value)
+    assert "the rnp adapter" in message
+    assert "'bundle:base'" in message and str(bundle / "base") in message
+    assert str(tmp_path / "other") in message
+
+
+@pytest.fixture(scope="module")
+def other_base(tmp_path_factory) -> Path:
+    """A base of another shape than the session bundle's (hidden 64 against 128): the
+    stand-in bundle's base/ (tests/test_engine.py)."""
+    from tests.test_engine import build_stand_in_bundle
+
+    return build_stand_in_bundle(tmp_path_factory.mktemp("other"), stage1=False) / "base"
+
+
+def _copy_on_base(bundle: Path, target: Path, base: str) -> Path:
+    import shutil
+
+    shutil.copytree(bundle, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["base_model"] = base
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target
+
+
+def test_a_bundle_pointed_at_another_base_is_refused_naming_both(
+    tiny_bundle: Path, other_base: Path, tmp_path: Path
+) -> None:
+    from training.engine import Engine
+
+    moved = _copy_on_base(tiny_bundle, tmp_path / "moved", str(other_base))
+    with pytest.raises(BundleError) as error:
+        Engine.load(moved, device="cpu")
+    message = str(error.value)
+    # What the adapters were trained on (the bundle's own base/) and what would be loaded.
+    assert "was trained on base model 'bundle:base'" in message
+    assert str(moved / "base") in message
+    assert f"but '{other_base}' is loaded" in message
+
+
+def test_adapters_that_do_not_fit_the_base_are_refused(
+    tiny_bundle: Path, other_base: Path, tmp_path: Path
+) -> None:
+    # The stand-in's adapters do not name their base (peft saved them from a model built in
+    # memory); on a base of another shape, peft's size mismatch becomes a BundleError.
+    from training.engine import Engine
+
+    moved = _copy_on_base(other_base.parent, tmp_path / "moved", str(tiny_bundle / "base"))
+    with pytest.raises(BundleError) as error:
+        Engine.load(moved, device="cpu")
+    message = str(error.value)
+    assert f"adapter in {moved} does not fit the loaded base model '{tiny_bundle / 'base'}'" in (
+        message
+    )
+    assert "does not name the base it was trained on" in message
 
 
 def test_writer_replaces_the_previous_bundle(tmp_path):

@@ -1,18 +1,25 @@
 """Records -> examples: golden checks of the loss mask, middle truncation of long inputs,
-the collators (packing keeps examples apart), and stage-1 data reading."""
+the cached Arrow encoding (the rows encode_record makes, read back from the cache, encoded
+again when an input changes), the collators (packing keeps examples apart), and stage-1
+data reading."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import datasets
 import pytest
 import torch
 
+import training.data
 from training.data import (
     CUT_MARKER,
     IGNORE_INDEX,
+    TRAINER_COLUMNS,
     PackingCollator,
     PaddingCollator,
+    encode_dataset,
     encode_prompt,
     encode_record,
     encode_records,
@@ -107,6 +114,137 @@ def test_encode_records_drops_examples_whose_instruction_does_not_fit(tokenizer)
     assert len(examples) == 2 and stats.too_long == 1 and stats.input_cut == 1
     assert stats.records == 3 and stats.examples == 2
     assert stats.tokens == sum(len(example) for example in examples)
+
+
+def _mixed_records() -> list[Record]:
+    """At 128 tokens: two that fit, one input cut, one response cut, one that cannot fit."""
+    return [
+        _record(),
+        _record(RNP, output="yes"),
+        _record(input=LONG_HUNK),
+        _record(input=HUNK, output=LONG_HUNK),
+        Record(task=RCG, instruction="Review carefully. " * 80, input=HUNK, output="ok"),
+    ]
+
+
+def _rows(dataset) -> list[dict]:
+    return [dataset[index] for index in range(len(dataset))]
+
+
+@pytest.fixture
+def encode_calls(monkeypatch) -> list[str]:
+    """The ids of the records :func:`encode_record` tokenises (the real function runs)."""
+    calls: list[str] = []
+    real = training.data.encode_record
+
+    def counting(record, tokenizer, max_length):
+        calls.append(record.id)
+        return real(record, tokenizer, max_length)
+
+    monkeypatch.setattr(training.data, "encode_record", counting)
+    return calls
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cache-dir", "in-memory"])
+def test_encode_dataset_holds_what_encode_record_makes(tokenizer, tmp_path, cached):
+    records = _mixed_records()
+    dataset, stats = encode_dataset(records, tokenizer, 128, tmp_path if cached else None)
+    assert dataset.column_names == list(TRAINER_COLUMNS)
+    expected = [encode_record(record, tokenizer, 128) for record in records[:4]]
+    assert _rows(dataset) == [example.features() for example in expected]
+    assert stats == encode_records(records, tokenizer, 128)[1]
+    assert (stats.records, stats.examples, stats.too_long) == (5, 4, 1)
+    # The response-cut one also has its input cut.
+    assert stats.input_cut == 2 and stats.response_cut == 1
+    assert stats.tokens == sum(len(example) for example in expected)
+    # Memory-mapped from the cache dir, or held in memory and nothing written.
+    files = [Path(file["filename"]).parent for file in dataset.cache_files]
+    assert files == ([tmp_path] if cached else [])
+    assert len(list(tmp_path.iterdir())) == (1 if cached else 0)
+
+
+def test_the_collators_take_rows_of_the_encoded_set(tokenizer, tmp_path):
+    records = _mixed_records()
+    dataset, _ = encode_dataset(records, tokenizer, 128, tmp_path)
+    # The Trainer's DataLoader fetches a batch of a datasets.Dataset with __getitems__.
+    rows = dataset.__getitems__([0, 1, 2])
+    features = [encode_record(record, tokenizer, 128).features() for record in records[:3]]
+    for collator in (PaddingCollator(pad_token_id=tokenizer.pad_token_id), PackingCollator()):
+        got, want = collator(rows), collator(features)
+        assert got.keys() == want.keys()
+        assert all(torch.equal(got[key], want[key]) for key in want)
+
+
+def test_a_second_encode_reads_the_cache(tokenizer, tmp_path, encode_calls):
+    records = _mixed_records()
+    first, stats = encode_dataset(records, tokenizer, 128, tmp_path)
+    assert len(encode_calls) == len(records)
+    [cache_file] = tmp_path.iterdir()
+    written = cache_file.stat().st_mtime_ns
+    second, again = encode_dataset(records, tokenizer, 128, tmp_path)
+    assert len(encode_calls) == len(records)
+    assert list(tmp_path.iterdir()) == [cache_file]
+    assert cache_file.stat().st_mtime_ns == written
+    assert again == stats and _rows(second) == _rows(first)
+
+
+def test_a_reloaded_tokenizer_reads_the_same_cache(tokenizer, tmp_path, encode_calls):
+    # --resume loads the tokenizer from disk again: a new object, the same ids.
+    from transformers import AutoTokenizer
+
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    reloaded = AutoTokenizer.from_pretrained(tmp_path / "tokenizer")
+    records = _mixed_records()
+    encode_dataset(records, tokenizer, 128, tmp_path / "encoded")
+    encode_dataset(records, reloaded, 128, tmp_path / "encoded")
+    assert len(encode_calls) == len(records)
+    assert len(list((tmp_path / "encoded").iterdir())) == 1
+
+
+def test_another_max_length_tokenizer_or_output_encodes_again(tokenizer, tmp_path, encode_calls):
+    records = _mixed_records()
+    examples, expected = encode_records(records, tokenizer, 512)
+    other = build_tiny_tokenizer(["def other(tokens):\n    return tokens\n"] * 5, vocab_size=400)
+    first_of_other = encode_record(records[0], other, 128).features()
+    # A record's id leaves its output out; the fingerprint does not.
+    relabelled = [*records[:-1], Record(**{**records[-1].__dict__, "output": "changed"})]
+    encode_calls.clear()
+
+    encode_dataset(records, tokenizer, 128, tmp_path)
+    longer, stats = encode_dataset(records, tokenizer, 512, tmp_path)
+    assert len(encode_calls) == 2 * len(records)
+    assert stats == expected and _rows(longer) == [example.features() for example in examples]
+    retokenised, _ = encode_dataset(records, other, 128, tmp_path)
+    assert len(encode_calls) == 3 * len(records)
+    assert _rows(retokenised)[0] == first_of_other
+    encode_dataset(relabelled, tokenizer, 128, tmp_path)
+    assert len(encode_calls) == 4 * len(records)
+    assert len(list(tmp_path.iterdir())) == 4
+
+
+def test_encode_dataset_prints_nothing_and_writes_only_its_cache(tokenizer, tmp_path, capfd):
+    hf_home = Path(datasets.config.HF_CACHE_HOME)
+
+    def hf_files():
+        return sorted(hf_home.rglob("*")) if hf_home.exists() else None
+
+    before, bars_off = hf_files(), datasets.are_progress_bars_disabled()
+    for _ in range(2):
+        encode_dataset(_mixed_records(), tokenizer, 128, tmp_path / "encoded")
+    # No "Map: 100%" bar, no log lines: hunkwise shows its own progress.
+    assert capfd.readouterr() == ("", "")
+    assert datasets.are_progress_bars_disabled() == bars_off
+    assert hf_files() == before
+    assert list(tmp_path.iterdir()) == [tmp_path / "encoded"]
+    [cache_file] = (tmp_path / "encoded").iterdir()
+    assert cache_file.name.startswith("encoded-") and cache_file.suffix == ".arrow"
+
+
+def test_encode_dataset_of_no_records(tokenizer, tmp_path):
+    dataset, stats = encode_dataset([], tokenizer, 128, tmp_path)
+    assert len(dataset) == 0 and dataset.column_names == list(TRAINER_COLUMNS)
+    assert stats.records == stats.examples == 0
+    assert not list(tmp_path.iterdir())
 
 
 def test_padding_collator(tokenizer):

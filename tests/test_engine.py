@@ -14,10 +14,11 @@ import torch
 from tests.model_sizes import SMALL_MODEL
 from training.bundle import BundleError
 from training.data import encode_prompt
-from training.engine import Engine, GenerationRequest, _label_token_ids
+from training.engine import Engine, GenerationRequest
 from training.errors import HunkwiseError
 from training.hunks import Hunk
 from training.models import build_tiny_model, build_tiny_tokenizer
+from training.rnp import label_token_ids
 from training.tasks import ADAPTER_TASKS, DEFAULT_INSTRUCTIONS, LABEL_WORDS, RNP, TEMPLATE_NAME
 
 HUNKS = [
@@ -136,8 +137,8 @@ def test_label_tokens_are_the_first_tokens_of_the_label_words(engine: Engine) ->
     no = tokenizer(LABEL_WORDS["no"], add_special_tokens=False)["input_ids"][0]
     assert engine.label_token_ids == (yes, no)
     assert yes != no
-    with pytest.raises(BundleError, match="same token"):
-        _label_token_ids(tokenizer, {"yes": "yes", "no": "yes"}, Path("b"))
+    with pytest.raises(HunkwiseError, match="same token"):
+        label_token_ids(tokenizer, {"yes": "yes", "no": "yes"})
 
 
 def test_score_equals_unbatched_forward_passes(engine: Engine) -> None:

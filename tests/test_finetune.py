@@ -153,6 +153,10 @@ def test_train_bundle_writes_a_complete_bundle(full_run):
     assert training["options"]["learning_rate"] == 3e-4
     assert training["options"]["lora_r"] == 4
     assert training["max_prompt_tokens"] < training["max_length"] == 256
+    assert training["rnp_prompt_tokens"] == 160  # the CPU default, under max_prompt_tokens
+    # The served score is calibrated on the (whole) valid split.
+    assert manifest.calibration is not None
+    assert manifest.calibration["fitted_on"]["records"] == 1
     assert set(training["stages"]) == {"stage0", "stage1", *ADAPTER_TASKS}
     assert training["stages"]["stage0"]["train_records"] == 32
     for task in ADAPTER_TASKS:
@@ -224,7 +228,9 @@ def test_an_interrupted_run_resumes(tmp_path):
     assert manifest.tasks == {RNP: RNP, RCG: RCG}
     assert manifest.training["skipped_tasks"] == {EDIT: "no train records"}
     assert [step for step, _ in manifest.training["loss_history"][RCG]] == [1, 2, 3, 4]
-    assert "edit: no train records" in log.getvalue() and "rnp (reused)" in log.getvalue()
+    assert (
+        "edit: not trained: no train records" in log.getvalue() and "rnp (reused)" in log.getvalue()
+    )
     assert not work.exists()
 
 
@@ -245,6 +251,47 @@ def test_rnp_training_records_are_balanced():
     capped = [record.output for record in _balanced_rnp(records, ratio=3.0, cap=20)]
     assert capped.count("yes") == 5 and capped.count("no") == 15
     assert _balanced_rnp(records, ratio=None, cap=10) == records[-10:]
+
+
+def test_a_history_without_labelled_fixes_trains_no_rnp_adapter_and_says_why(tmp_path):
+    records = {task: split_by_time(make_records(task)) for task in (RNP, RCG)}
+    records[RNP] = {
+        split: [Record.make(RNP, r.input, "no", r.meta) for r in rows]
+        for split, rows in records[RNP].items()
+    }
+    data = tmp_path / "data"
+    write_dataset(data, records, {})
+    log = io.StringIO()
+    options = TrainOptions(**{**OPTIONS.__dict__, "tasks": (RNP, RCG), "stage0_epochs": 1})
+    out = train_bundle(data, "tiny", tmp_path / "b", options, console=Console(file=log, width=200))
+    manifest = read_manifest(out)
+    assert list(manifest.tasks) == [RCG] and manifest.calibration is None
+    reason = manifest.training["skipped_tasks"][RNP]
+    assert "no labelled fixes" in reason and '8 labelled hunks are "no"' in reason
+    assert "rnp: not trained: no labelled fixes" in " ".join(log.getvalue().split())
+
+
+def test_rnp_classifier_pieces():
+    import torch
+
+    from training.rnp import LeftPaddingCollator, class_weights, pair_loss
+
+    assert class_weights([0, 0, 0, 1]) == (4 / 6, 2.0)
+    assert class_weights([0, 0]) == (1.0, 1.0)
+    batch = LeftPaddingCollator(pad_id=0)(
+        [{"input_ids": [5, 6, 7], "labels": [1]}, {"input_ids": [8], "labels": [0]}]
+    )
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2], [0, 0, 0]]
+    assert batch["labels"].tolist() == [1, 0] and batch["logits_to_keep"] == 1
+
+    class Out:
+        logits = torch.tensor([[[0.0, 0.0, 2.0, 0.0]], [[0.0, 0.0, 0.0, 2.0]]])
+
+    # yes = token 2, no = token 3: both rows are right, the yes row weighs 3 times more.
+    loss = pair_loss(2, 3, (1.0, 3.0))(Out, torch.tensor([1, 0]))
+    expected = (3.0 + 1.0) * torch.nn.functional.softplus(torch.tensor(-2.0)) / 2
+    assert loss.item() == pytest.approx(expected.item())
 
 
 def test_resume_refuses_a_different_run(tmp_path, data_dir):

@@ -183,7 +183,10 @@ def read_manifest(bundle: Path) -> Manifest:
     return manifest
 
 
-def _same_base(a: str, b: str) -> bool:
+def _same_base(a: str, b: str, bundle: Path | None = None) -> bool:
+    if bundle is not None:
+        # The bundle's own base/ may be named either way.
+        a, b = (str(bundle / "base") if name == BUNDLE_BASE else name for name in (a, b))
     if a == b:
         return True
     # Two spellings of one local directory are the same base.
@@ -191,19 +194,92 @@ def _same_base(a: str, b: str) -> bool:
     return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
 
 
-def check_compatible(manifest: Manifest, base_model: str, template: str) -> None:
-    """Refuse a bundle trained on another base model or prompt template than the one in use."""
-    if not _same_base(manifest.base_model, base_model):
+def _base_words(name: str, bundle: Path | None) -> str:
+    if name == BUNDLE_BASE and bundle is not None:
+        return f"{name!r} (the model in {bundle / 'base'})"
+    return repr(name)
+
+
+def _retrain_on(base: str) -> str:
+    if base == BUNDLE_BASE:
+        return _RETRAIN
+    return f"retrain with `hunkwise train --base {base}`"
+
+
+def trained_base(adapter_dir: Path) -> str | None:
+    """The base model an adapter says it was trained on (``base_model_name_or_path`` in its
+    adapter_config.json, which the trainer sets to the manifest's base_model), or None when
+    it does not say."""
+    try:
+        config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    name = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+def _adapters(manifest: Manifest) -> dict[str, str]:
+    """What each adapter of the manifest is called in messages -> its directory."""
+    named = {f"the {task} adapter": subdir for task, subdir in manifest.tasks.items()}
+    if manifest.stage1 is not None:
+        named = {"the stage-1 adapter": manifest.stage1, **named}
+    return named
+
+
+def check_compatible(
+    manifest: Manifest, base_model: str, template: str, bundle: Path | None = None
+) -> None:
+    """Refuse a bundle trained on another base model or prompt template than the one in use.
+
+    ``base_model`` is the base that is (or is about to be) loaded; it must be the manifest's
+    and, given ``bundle``, the one every adapter's adapter_config.json names."""
+    retrain = f"use the bundle's base, or {_retrain_on(base_model)}"
+    loaded = _base_words(base_model, bundle)
+    if not _same_base(manifest.base_model, base_model, bundle):
         raise BundleError(
-            f"the bundle was trained on base model {manifest.base_model!r} but "
-            f"{base_model!r} is loaded; use the bundle's base, or retrain with "
-            f"`hunkwise train --base {base_model}`"
+            f"the bundle was trained on base model {_base_words(manifest.base_model, bundle)} "
+            f"but {loaded} is loaded; {retrain}"
         )
+    if bundle is not None:
+        for what, subdir in _adapters(manifest).items():
+            trained = trained_base(bundle / subdir)
+            if trained is not None and not _same_base(trained, base_model, bundle):
+                raise BundleError(
+                    f"{what} in {bundle} was trained on base model "
+                    f"{_base_words(trained, bundle)} but {loaded} is loaded; {retrain}"
+                )
     if manifest.template != template:
         raise BundleError(
             f"the bundle was trained with prompt template {manifest.template!r} but this "
             f"hunkwise uses {template!r}; retrain the bundle with this version"
         )
+
+
+def base_mismatch(
+    bundle: Path, manifest: Manifest, subdir: str, error: RuntimeError
+) -> BundleError | None:
+    """The BundleError for peft's "size mismatch" while loading the adapter in ``subdir``:
+    its weights do not fit the loaded base's layers, so it was trained on another base
+    whatever its config says. None for any other error."""
+    if "size mismatch" not in str(error):
+        return None
+    what = next((w for w, d in _adapters(manifest).items() if d == subdir), f"{subdir}/")
+    loaded = manifest.base_model
+    trained = trained_base(bundle / subdir)
+    if trained is None:
+        origin = "its adapter_config.json does not name the base it was trained on"
+    elif _same_base(trained, loaded, bundle):
+        origin = (
+            f"it was trained on a model named {_base_words(trained, bundle)} too, so the model "
+            "under that name has changed since (a replaced directory, another hub revision)"
+        )
+    else:
+        origin = f"it was trained on base model {_base_words(trained, bundle)}"
+    return BundleError(
+        f"{what} in {bundle} does not fit the loaded base model {_base_words(loaded, bundle)}: "
+        f"its weights have other shapes than that model's layers; {origin}. Load it on the "
+        f"base it was trained on, or {_retrain_on(loaded)}"
+    )
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> Path:

@@ -1,7 +1,10 @@
 """The served review-necessity score: the rnp adapter's logit stacked with the hunk's size
-(LApredict's two features) in a logistic regression fitted on the valid split, and the
-default threshold chosen on that split. Stored in the bundle's manifest as plain numbers
-(``manifest.calibration``), read by every consumer through :class:`Calibration`.
+in a logistic regression fitted on the valid split, and the default threshold chosen on
+that split. The size enters as LApredict's logit (a logistic regression on lines added and
+deleted, fitted on the train split, whose thousands of hunks pin its two weights down
+better than the valid split's few dozen "yes" could). Stored in the bundle's manifest as
+plain numbers (``manifest.calibration``), read by every consumer through
+:class:`Calibration`.
 
 Why stacked: on real histories the size of a change is a strong signal of a later fix
 (LApredict), and a tiny base's adapter is a weak one; the regression weighs each on
@@ -11,6 +14,7 @@ probabilities at the real base rate.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-#: The stacker's inputs, in order: the adapter's logit, log1p(lines added), log1p(lines deleted).
-FEATURES = ("adapter_logit", "log1p_added", "log1p_deleted")
+#: The stacker's inputs, in order: the adapter's logit and LApredict's logit.
+FEATURES = ("adapter_logit", "size_logit")
 #: At most this share of hunks is flagged at the default threshold.
 MAX_FLAGGED = 0.15
 #: Fewer valid positives than this: the stacker would only memorise them; the adapter's
@@ -41,12 +45,77 @@ def hunk_line_counts(hunk_text: str) -> tuple[int, int]:
     return added, deleted
 
 
-def feature_matrix(logits: Sequence[float], hunk_texts: Sequence[str]) -> np.ndarray:
-    """One row of :data:`FEATURES` per hunk."""
-    if len(logits) != len(hunk_texts):
-        raise ValueError(f"{len(logits)} logits for {len(hunk_texts)} hunks")
-    sizes = np.log1p(np.asarray([hunk_line_counts(t) for t in hunk_texts], dtype=np.float64))
-    return np.column_stack([np.asarray(logits, dtype=np.float64), sizes.reshape(-1, 2)])
+@dataclass(frozen=True)
+class LApredictModel:
+    """LApredict (Zeng et al., ISSTA 2021): logistic regression on the lines added and
+    deleted by a change, as log1p features standardised on the training split."""
+
+    mean: tuple[float, float]
+    scale: tuple[float, float]
+    weights: tuple[float, float]
+    bias: float
+
+    def predict_proba(self, features: Sequence[tuple[int, int]]) -> list[float]:
+        """P(yes) for each (lines added, lines deleted)."""
+        if not features:
+            return []
+        z = _standardise(features, self.mean, self.scale) @ np.asarray(self.weights) + self.bias
+        return [float(p) for p in np.exp(-np.logaddexp(0.0, -z))]
+
+    def logits(self, hunk_texts: Sequence[str]) -> np.ndarray:
+        """The regression's linear score for each hunk (its probability's logit)."""
+        if not len(hunk_texts):
+            return np.zeros(0)
+        features = [hunk_line_counts(text) for text in hunk_texts]
+        return _standardise(features, self.mean, self.scale) @ np.asarray(self.weights) + self.bias
+
+    @classmethod
+    def from_dict(cls, data: Any) -> LApredictModel:
+        values = {key: tuple(float(v) for v in data[key]) for key in ("mean", "scale", "weights")}
+        if any(len(v) != 2 for v in values.values()):
+            raise ValueError("'size_model' mean, scale and weights must have two numbers each")
+        return cls(bias=float(data["bias"]), **values)  # type: ignore[arg-type]
+
+
+def _log_features(features: Sequence[tuple[int, int]]) -> np.ndarray:
+    return np.log1p(np.asarray(features, dtype=np.float64).reshape(-1, 2))
+
+
+def _standardise(
+    features: Sequence[tuple[int, int]], mean: Sequence[float], scale: Sequence[float]
+) -> np.ndarray:
+    return (_log_features(features) - np.asarray(mean)) / np.asarray(scale)
+
+
+def lapredict_fit(
+    train_features: Sequence[tuple[int, int]], train_labels: Sequence[int]
+) -> LApredictModel:
+    """Fit LApredict with scikit-learn's L2-regularised logistic regression.
+
+    ``train_features`` are (lines added, lines deleted) per hunk, see :func:`hunk_line_counts`.
+    A one-class training split gives its (smoothed) base rate to every hunk.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.asarray(train_labels, dtype=np.int64)
+    if len(train_features) != len(y) or len(y) == 0:
+        raise ValueError("LApredict needs as many labels as feature pairs, and at least one")
+    raw = _log_features(train_features)
+    mean = raw.mean(axis=0)
+    scale = raw.std(axis=0)
+    scale[scale == 0] = 1.0
+    if y.min() == y.max():
+        rate = (y.sum() + 0.5) / (len(y) + 1.0)
+        weights, bias = np.zeros(2), float(np.log(rate / (1 - rate)))
+    else:
+        model = LogisticRegression(C=1000.0, max_iter=1000).fit((raw - mean) / scale, y)
+        weights, bias = model.coef_[0], float(model.intercept_[0])
+    return LApredictModel(
+        mean=(float(mean[0]), float(mean[1])),
+        scale=(float(scale[0]), float(scale[1])),
+        weights=(float(weights[0]), float(weights[1])),
+        bias=bias,
+    )
 
 
 def sigmoid(values: np.ndarray | Sequence[float]) -> np.ndarray:
@@ -56,8 +125,9 @@ def sigmoid(values: np.ndarray | Sequence[float]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Calibration:
-    """P(yes) = sigmoid(w . standardised features + bias); features not in ``features``
-    are unused. ``threshold`` is the default cut on that probability."""
+    """P(yes) = sigmoid(w . standardised features + bias) over ``features`` (some of
+    :data:`FEATURES`); ``size_model`` is the LApredict regression behind ``size_logit``.
+    ``threshold`` is the default cut on that probability."""
 
     features: tuple[str, ...]
     mean: tuple[float, ...]
@@ -65,13 +135,27 @@ class Calibration:
     weights: tuple[float, ...]
     bias: float
     threshold: float
+    size_model: LApredictModel | None = None
     method: str = "logistic"
     fitted_on: dict[str, Any] = field(default_factory=dict)
+
+    def matrix(self, logits: Sequence[float], hunk_texts: Sequence[str]) -> np.ndarray:
+        """The stacker's inputs, one row per hunk, one column per feature."""
+        if len(logits) != len(hunk_texts):
+            raise ValueError(f"{len(logits)} logits for {len(hunk_texts)} hunks")
+        columns = []
+        for name in self.features:
+            if name == "adapter_logit":
+                columns.append(np.asarray(logits, dtype=np.float64))
+            else:
+                assert self.size_model is not None
+                columns.append(self.size_model.logits(hunk_texts))
+        return np.column_stack(columns) if columns else np.zeros((len(logits), 0))
 
     def probabilities(self, logits: Sequence[float], hunk_texts: Sequence[str]) -> list[float]:
         if not len(logits):
             return []
-        x = feature_matrix(logits, hunk_texts)[:, [FEATURES.index(f) for f in self.features]]
+        x = self.matrix(logits, hunk_texts)
         z = (x - np.asarray(self.mean)) / np.asarray(self.scale) @ np.asarray(self.weights)
         return [float(p) for p in sigmoid(z + self.bias)]
 
@@ -89,14 +173,21 @@ class Calibration:
                 key: tuple(float(v) for v in data[key]) for key in ("mean", "scale", "weights")
             }
             bias, threshold = float(data["bias"]), float(data["threshold"])
+            size = data.get("size_model")
+            size_model = LApredictModel.from_dict(size) if size is not None else None
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"'calibration' is incomplete or not numeric ({error})") from None
         if not features or any(f not in FEATURES for f in features):
             raise ValueError(f"'calibration' features must be some of {', '.join(FEATURES)}")
+        if "size_logit" in features and size_model is None:
+            raise ValueError("'calibration' uses size_logit but has no size_model")
         if any(len(v) != len(features) for v in numbers.values()):
             raise ValueError("'calibration' mean, scale and weights must match its features")
         values = [bias, threshold, *(x for v in numbers.values() for x in v)]
-        if not all(math.isfinite(v) for v in values) or any(s <= 0 for s in numbers["scale"]):
+        if size_model is not None:
+            values += [size_model.bias, *size_model.mean, *size_model.scale, *size_model.weights]
+        scales = [*numbers["scale"], *(size_model.scale if size_model else ())]
+        if not all(math.isfinite(v) for v in values) or any(s <= 0 for s in scales):
             raise ValueError("'calibration' holds a non-finite number or a zero scale")
         if not 0.0 <= threshold <= 1.0:
             raise ValueError("'calibration' threshold must lie in [0, 1]")
@@ -105,6 +196,7 @@ class Calibration:
             features=features,
             bias=bias,
             threshold=threshold,
+            size_model=size_model,
             method=str(data.get("method", "logistic")),
             fitted_on=fitted_on if isinstance(fitted_on, dict) else {},
             **numbers,
@@ -143,19 +235,36 @@ def fit_calibration(
     hunk_texts: Sequence[str],
     labels: Sequence[int],
     *,
+    size_model: LApredictModel | None = None,
     max_flagged: float = MAX_FLAGGED,
     split: str = "valid",
+    features: Sequence[str] | None = None,
 ) -> Calibration:
     """Fit the stacker and the default threshold on one labelled split (the valid split:
-    never what the adapter trained on, never the test split the report judges)."""
+    never what the adapter trained on, never the test split the report judges).
+    ``size_model`` is LApredict fitted on the train split (:func:`lapredict_fit`); without
+    it, or with fewer than :data:`MIN_POSITIVES` "yes", the adapter's logit is used alone.
+    ``features`` (some of :data:`FEATURES`) overrides the choice, for ablations."""
     from sklearn.linear_model import LogisticRegression
 
     y = np.asarray(labels, dtype=np.int64)
     if len(y) != len(logits) or not len(y):
         raise ValueError("calibration needs one label per logit, and at least one")
     positives = int(y.sum())
-    features = FEATURES if positives >= MIN_POSITIVES else FEATURES[:1]
-    x = feature_matrix(logits, hunk_texts)[:, [FEATURES.index(f) for f in features]]
+    if features is None:
+        usable = size_model is not None and positives >= MIN_POSITIVES
+        features = FEATURES if usable else FEATURES[:1]
+    features = tuple(features)
+    unfitted = Calibration(
+        features=features,
+        mean=(0.0,) * len(features),
+        scale=(1.0,) * len(features),
+        weights=(0.0,) * len(features),
+        bias=0.0,
+        threshold=DEFAULT_THRESHOLD,
+        size_model=size_model,
+    )
+    x = unfitted.matrix(logits, hunk_texts)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     standardised = (x - mean) / scale
@@ -163,20 +272,20 @@ def fit_calibration(
         model = LogisticRegression(C=1.0, max_iter=1000).fit(standardised, y)
         weights, bias = model.coef_[0], float(model.intercept_[0])
     else:
-        # One class only: the base rate (smoothed), the adapter's order kept by a tiny weight.
+        # One class only: the base rate (smoothed), the first feature's order kept by a
+        # tiny weight.
         rate = (positives + 0.5) / (len(y) + 1.0)
         weights = np.zeros(len(features))
         weights[0] = 1e-3
         bias = math.log(rate / (1 - rate))
-    calibration = Calibration(
-        features=features,
+    calibration = dataclasses.replace(
+        unfitted,
         mean=tuple(float(v) for v in mean),
         scale=tuple(float(v) for v in scale),
         weights=tuple(float(v) for v in weights),
         bias=bias,
-        threshold=DEFAULT_THRESHOLD,
         fitted_on={"split": split, "records": len(y), "yes": positives, "max_flagged": max_flagged},
     )
     served = calibration.probabilities(logits, hunk_texts)
     threshold = choose_threshold(y, served, max_flagged)
-    return Calibration(**{**asdict(calibration), "threshold": min(1.0, threshold)})
+    return dataclasses.replace(calibration, threshold=min(1.0, threshold))

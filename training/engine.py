@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from training.bundle import BundleError, check_compatible, read_manifest
+from training.bundle import BundleError, base_mismatch, check_compatible, read_manifest
 from training.calibration import DEFAULT_THRESHOLD, Calibration, sigmoid
 from training.data import encode_prompt
 from training.errors import HunkwiseError
 from training.hunks import Hunk
+from training.rnp import label_token_ids
 from training.tasks import CR, DEFAULT_INSTRUCTIONS, EDIT, RCG, RNP, TEMPLATE_NAME, cr_input
 
 if TYPE_CHECKING:
@@ -82,6 +83,13 @@ class Engine:
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.max_prompt_tokens = max_prompt_tokens
+        recorded = manifest.training.get("rnp_prompt_tokens") if manifest.training else None
+        #: The prompt budget of rnp scoring: what the rnp adapter was trained on.
+        self.rnp_prompt_tokens = (
+            min(recorded, max_prompt_tokens)
+            if isinstance(recorded, int) and recorded > 0
+            else max_prompt_tokens
+        )
         self._lock = threading.RLock()
         self._device = next(model.parameters()).device
         self._eos_id = tokenizer.eos_token_id
@@ -89,7 +97,10 @@ class Engine:
         self._pad_id = pad if pad is not None else self._eos_id
         if self._pad_id is None:
             raise BundleError(f"the tokenizer in {bundle} has neither a pad nor an EOS token")
-        self._yes_id, self._no_id = _label_token_ids(tokenizer, manifest.label_words, bundle)
+        try:
+            self._yes_id, self._no_id = label_token_ids(tokenizer, manifest.label_words)
+        except HunkwiseError as error:
+            raise BundleError(f"the bundle at {bundle}: {error}") from None
         self._calibration = (
             Calibration.from_dict(manifest.calibration) if manifest.calibration else None
         )
@@ -113,24 +124,36 @@ class Engine:
 
         bundle = Path(bundle)
         manifest = read_manifest(bundle)
-        check_compatible(manifest, manifest.base_model, TEMPLATE_NAME)
+        # The base about to be loaded against what each adapter says it was trained on.
+        check_compatible(manifest, manifest.base_model, TEMPLATE_NAME, bundle=bundle)
         # read_manifest has checked every adapter directory (safetensors weights only).
         adapter_dirs = {task: bundle / subdir for task, subdir in manifest.tasks.items()}
 
         with _quiet_loading(), torch.no_grad():
             model, tokenizer = load_base(manifest.base_model, device=device, bundle=bundle)
-            if manifest.stage1:
-                stage1 = PeftModel.from_pretrained(model, str(bundle / manifest.stage1))
-                model = stage1.merge_and_unload()
-            tasks = list(adapter_dirs)
-            # Adapters in the base's dtype (peft would keep them in float32 beside a bf16
-            # base): four adapters then cost a few percent of the base's memory.
-            same_dtype = {"autocast_adapter_dtype": False, "is_trainable": False}
-            model = PeftModel.from_pretrained(
-                model, str(adapter_dirs[tasks[0]]), adapter_name=tasks[0], **same_dtype
-            )
-            for task in tasks[1:]:
-                model.load_adapter(str(adapter_dirs[task]), adapter_name=task, **same_dtype)
+            loading = manifest.stage1 or ""
+            try:
+                if manifest.stage1:
+                    stage1 = PeftModel.from_pretrained(model, str(bundle / manifest.stage1))
+                    model = stage1.merge_and_unload()
+                tasks = list(adapter_dirs)
+                # Adapters in the base's dtype (peft would keep them in float32 beside a
+                # bf16 base): four adapters then cost a few percent of the base's memory.
+                same_dtype = {"autocast_adapter_dtype": False, "is_trainable": False}
+                loading = manifest.tasks[tasks[0]]
+                model = PeftModel.from_pretrained(
+                    model, str(adapter_dirs[tasks[0]]), adapter_name=tasks[0], **same_dtype
+                )
+                for task in tasks[1:]:
+                    loading = manifest.tasks[task]
+                    model.load_adapter(str(adapter_dirs[task]), adapter_name=task, **same_dtype)
+            except RuntimeError as error:
+                # Weights that do not fit the base: trained on another one, whatever the
+                # adapter's config says.
+                mismatch = base_mismatch(bundle, manifest, loading, error)
+                if mismatch is None:
+                    raise
+                raise mismatch from error
         model.eval()
         model.requires_grad_(False)
         return cls(
@@ -212,7 +235,10 @@ class Engine:
             return []
         self._require(RNP)
         instruction = DEFAULT_INSTRUCTIONS[RNP]
-        prompts = [self.encode(instruction, _hunk_text(hunk)) for hunk in hunks]
+        prompts = [
+            encode_prompt(self._tokenizer, instruction, _hunk_text(hunk), self.rnp_prompt_tokens)
+            for hunk in hunks
+        ]
         import torch
 
         logits: list[float] = [0.0] * len(prompts)
@@ -362,23 +388,6 @@ def _quiet_loading() -> Iterator[None]:
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()
-
-
-def _label_token_ids(tokenizer, label_words: dict[str, str], bundle: Path) -> tuple[int, int]:
-    """First token of each label word, tokenized as a response is in training."""
-    ids = []
-    for key in ("yes", "no"):
-        word = label_words.get(key)
-        tokens = tokenizer(word, add_special_tokens=False)["input_ids"] if word else []
-        if not tokens:
-            raise BundleError(f"the bundle at {bundle} has no usable {key!r} label word")
-        ids.append(tokens[0])
-    if ids[0] == ids[1]:
-        raise BundleError(
-            f"the label words of the bundle at {bundle} start with the same token; "
-            "review necessity cannot be scored"
-        )
-    return ids[0], ids[1]
 
 
 def _max_prompt_tokens(manifest: Manifest, model, max_new_tokens: int) -> int:

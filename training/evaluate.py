@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from training.calibration import hunk_line_counts
+from training.calibration import hunk_line_counts, lapredict_fit
 
 # --------------------------------------------------------------------------------------------
 # BLEU-4, exactly as CodeReviewer computes it
@@ -392,65 +392,6 @@ def majority_label(train_labels: Sequence[int]) -> int:
         raise ValueError("no training labels to take a majority of")
     positives = sum(1 for label in train_labels if label == 1)
     return 1 if positives > len(train_labels) - positives else 0
-
-
-@dataclass(frozen=True)
-class LApredictModel:
-    """LApredict (Zeng et al., ISSTA 2021): logistic regression on the lines added and
-    deleted by a change, as log1p features standardised on the training split."""
-
-    mean: tuple[float, float]
-    scale: tuple[float, float]
-    weights: tuple[float, float]
-    bias: float
-
-    def predict_proba(self, features: Sequence[tuple[int, int]]) -> list[float]:
-        """P(yes) for each (lines added, lines deleted)."""
-        if not features:
-            return []
-        z = _standardise(features, self.mean, self.scale) @ np.asarray(self.weights) + self.bias
-        return [float(p) for p in np.exp(-np.logaddexp(0.0, -z))]
-
-
-def _log_features(features: Sequence[tuple[int, int]]) -> np.ndarray:
-    return np.log1p(np.asarray(features, dtype=np.float64).reshape(-1, 2))
-
-
-def _standardise(
-    features: Sequence[tuple[int, int]], mean: Sequence[float], scale: Sequence[float]
-) -> np.ndarray:
-    return (_log_features(features) - np.asarray(mean)) / np.asarray(scale)
-
-
-def lapredict_fit(
-    train_features: Sequence[tuple[int, int]], train_labels: Sequence[int]
-) -> LApredictModel:
-    """Fit LApredict with scikit-learn's L2-regularised logistic regression.
-
-    ``train_features`` are (lines added, lines deleted) per hunk, see :func:`hunk_line_counts`.
-    A one-class training split gives its (smoothed) base rate to every hunk.
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    y = np.asarray(train_labels, dtype=np.int64)
-    if len(train_features) != len(y) or len(y) == 0:
-        raise ValueError("LApredict needs as many labels as feature pairs, and at least one")
-    raw = _log_features(train_features)
-    mean = raw.mean(axis=0)
-    scale = raw.std(axis=0)
-    scale[scale == 0] = 1.0
-    if y.min() == y.max():
-        rate = (y.sum() + 0.5) / (len(y) + 1.0)
-        weights, bias = np.zeros(2), float(np.log(rate / (1 - rate)))
-    else:
-        model = LogisticRegression(C=1000.0, max_iter=1000).fit((raw - mean) / scale, y)
-        weights, bias = model.coef_[0], float(model.intercept_[0])
-    return LApredictModel(
-        mean=(float(mean[0]), float(mean[1])),
-        scale=(float(scale[0]), float(scale[1])),
-        weights=(float(weights[0]), float(weights[1])),
-        bias=bias,
-    )
 
 
 # --------------------------------------------------------------------------------------------

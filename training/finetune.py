@@ -34,10 +34,17 @@ from training.bundle import (
     ensure_replaceable,
     write_manifest,
 )
-from training.data import encode_records, make_collator, read_instruct_data
+from training.data import encode_dataset, make_collator, read_instruct_data
 from training.errors import HunkwiseError
 from training.mining.dataset import read_split
 from training.models import TINY, build_tiny_model, build_tiny_tokenizer, is_local_path, load_base
+from training.rnp import (
+    LeftPaddingCollator,
+    class_weights,
+    label_token_ids,
+    pair_loss,
+    prompt_budget,
+)
 from training.tasks import ADAPTER_TASKS, LABEL_YES, RNP, TEMPLATE_NAME, Record, render_example
 
 if TYPE_CHECKING:
@@ -61,6 +68,7 @@ AUTO_DEFAULTS: dict[str, dict[str, Any]] = {
         "max_length": 1024,
         "max_records_per_task": 0,
         "max_eval_records": 400,
+        "rnp_prompt_tokens": 0,
     },
     "cpu": {
         "epochs": 1.0,
@@ -68,6 +76,7 @@ AUTO_DEFAULTS: dict[str, dict[str, Any]] = {
         "max_length": 512,
         "max_records_per_task": 600,
         "max_eval_records": 40,
+        "rnp_prompt_tokens": 160,
     },
 }
 
@@ -103,13 +112,19 @@ class TrainOptions:
     stage1_data: Path | None = None
     stage1_epochs: float = 1.0
     resume: bool = False
-    #: The newest N train records of each task (0: all), so a CPU run stays in minutes.
+    #: The newest N train records of each generating task (0: all), so a CPU run stays in
+    #: minutes. The rnp adapter trains on every labelled hunk (see ``rnp_negative_ratio``).
     max_records_per_task: int | None = None
     #: The newest N valid records of each task for the per-epoch evaluation (0: all).
     max_eval_records: int | None = None
-    #: At most this many "no" per "yes" among the RNP train records (mined history is
-    #: mostly "no"; a model trained on that says "no" to everything). None: keep all.
-    rnp_negative_ratio: float | None = 1.0
+    #: At most this many "no" per "yes" among the RNP train records. None (the default):
+    #: keep every labelled hunk; the loss weighs both classes equally instead (a history is
+    #: mostly "no", and a model trained on that unweighted says "no" to everything).
+    rnp_negative_ratio: float | None = None
+    #: Prompt tokens of an rnp example (the hunk cut in the middle beyond them), in training
+    #: and when the bundle scores; 0: the bundle's prompt budget (3/4 of max_length). The CPU
+    #: default keeps one epoch over every labelled hunk of a history like flask in minutes.
+    rnp_prompt_tokens: int | None = None
     #: Stage 0 (tiny only): full training of the from-scratch model on all tasks.
     stage0_epochs: float | None = None
     stage0_learning_rate: float = 1e-3
@@ -276,6 +291,9 @@ class _Fit:
     epochs: float
     max_length: int
     full_model: bool = False
+    #: rnp: the ("yes", "no") label token ids; the adapter is then trained as the engine
+    #: scores (training.rnp), not on the generic next-token loss.
+    classifier: tuple[int, int] | None = None
 
 
 def _last_complete_checkpoint(checkpoints: Path) -> str | None:
@@ -305,11 +323,24 @@ def _fit(
     from transformers import Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from training.data import ExampleDataset
-
     started = time.monotonic()
-    train, encoding = encode_records(fit.train, fit.tokenizer, fit.max_length)
-    valid, _ = encode_records(fit.valid, fit.tokenizer, fit.max_length)
+    # Tokenised once into the stage's cache (reused by --resume): by the main process
+    # first, the others then map its files.
+    encoded = fit.stage_dir / "encoded"
+    if not dist.is_main:
+        dist.barrier()
+    # The rnp adapter trains as a classifier on prompts cut as the engine cuts them.
+    budget = None
+    if fit.classifier:
+        budget = min(options.rnp_prompt_tokens or fit.max_length, prompt_budget(fit.max_length))
+    train, encoding = encode_dataset(
+        fit.train, fit.tokenizer, fit.max_length, encoded, prompt_budget=budget
+    )
+    valid, _ = encode_dataset(
+        fit.valid, fit.tokenizer, fit.max_length, encoded, prompt_budget=budget
+    )
+    if dist.is_main:
+        dist.barrier()
     if not train:
         raise HunkwiseError(
             f"{fit.name}: none of its {len(fit.train)} records fits in --max-length "
@@ -372,13 +403,24 @@ def _fit(
         else None,
     )
     progress = _progress_callback(console, fit.name)
+    extra: dict[str, Any] = {"data_collator": make_collator(fit.tokenizer, packed)}
+    if fit.classifier:
+        pad = fit.tokenizer.pad_token_id
+        extra = {
+            "data_collator": LeftPaddingCollator(
+                pad if pad is not None else fit.tokenizer.eos_token_id
+            ),
+            "compute_loss_func": pair_loss(
+                *fit.classifier, class_weights(row[0] for row in train["labels"])
+            ),
+        }
     trainer = Trainer(
         model=fit.model,
         args=args,
-        data_collator=make_collator(fit.tokenizer, packed),
-        train_dataset=ExampleDataset(train),
-        eval_dataset=ExampleDataset(valid) if has_eval else None,
+        train_dataset=train,
+        eval_dataset=valid if has_eval else None,
         callbacks=[progress, *callbacks],
+        **extra,
     )
     # Progress is the rich bar; stdout stays clean for --json.
     trainer.remove_callback(PrinterCallback)
@@ -478,7 +520,15 @@ def _stage0(
     if done is not None:
         _say(console, dist, f"[dim]stage 0: reusing the tiny base from {stage_dir / _FINAL}[/]")
         return done
-    all_train = [record for records in train.values() for record in records]
+    # The format is learnt from every task alike: rnp, which trains its adapter on every
+    # labelled hunk, gives stage 0 as many as the other tasks (half "yes" where it can).
+    all_train = [
+        record
+        for task, records in train.items()
+        for record in (
+            _balanced_rnp(records, 1.0, options.max_records_per_task) if task == RNP else records
+        )
+    ]
     all_valid = [record for records in valid.values() for record in records]
     tokenizer_dir = stage_dir / "tokenizer"
     # One process trains the tokenizer; the others load it, so all share one vocabulary.
@@ -584,6 +634,7 @@ def _stage2(
         learning_rate=options.learning_rate,
         epochs=options.epochs or 1.0,
         max_length=_max_length(options, model),
+        classifier=label_token_ids(tokenizer) if task == RNP else None,
     )
     return _fit(fit, options, dist, console, callbacks)
 
@@ -623,14 +674,24 @@ def _read_records(
         try:
             records = read_split(data_dir, task, "train")
             if task == RNP:
-                records = _balanced_rnp(
-                    records, options.rnp_negative_ratio, options.max_records_per_task
-                )
-            train[task] = _newest(records, options.max_records_per_task)
+                train[task] = _balanced_rnp(records, options.rnp_negative_ratio, None)
+            else:
+                train[task] = _newest(records, options.max_records_per_task)
             valid[task] = _newest(read_split(data_dir, task, "valid"), options.max_eval_records)
         except ValueError as error:
             raise HunkwiseError(f"{error}; re-create the dataset with `hunkwise mine`") from error
     return train, valid
+
+
+def _skipped_tasks(train: dict[str, list[Record]], tasks: Sequence[str]) -> dict[str, str]:
+    """Why each task that cannot be trained is skipped (the bundle records it)."""
+    skipped = {task: "no train records" for task in tasks if not train[task]}
+    if RNP in tasks and train[RNP] and all(r.output != LABEL_YES for r in train[RNP]):
+        skipped[RNP] = (
+            f"no labelled fixes in this history: all {len(train[RNP])} labelled hunks are "
+            '"no", and a model cannot learn what needs review from them'
+        )
+    return skipped
 
 
 def _counts(task: str, train: list[Record], valid: list[Record]) -> dict[str, Any]:
@@ -696,6 +757,8 @@ def _validate(options: TrainOptions) -> None:
         "grad_accum": options.grad_accum > 0,
         "max_length": options.max_length is not None and options.max_length >= 64,
         "rnp_negative_ratio": options.rnp_negative_ratio is None or options.rnp_negative_ratio > 0,
+        "rnp_prompt_tokens": options.rnp_prompt_tokens is not None
+        and (options.rnp_prompt_tokens == 0 or options.rnp_prompt_tokens >= 64),
         "lora_r": options.lora_r > 0,
         "warmup_ratio": 0 <= options.warmup_ratio < 1,
     }
@@ -731,6 +794,45 @@ def _summary(results: list[StageResult], title: str):
             f"{result.seconds:.1f}",
         )
     return table
+
+
+def _calibrate(
+    bundle: Path, data_dir: Path, device: str, console: Console | None
+) -> dict[str, Any] | None:
+    """Score the whole valid split with the bundle's rnp adapter and fit the served score
+    and default threshold on it, the size model (LApredict) on the train split
+    (:mod:`training.calibration`); None without valid hunks."""
+    from training.calibration import fit_calibration, hunk_line_counts, lapredict_fit
+    from training.engine import Engine
+    from training.progress import progress_bar
+
+    valid = read_split(data_dir, RNP, "valid")
+    if not valid:
+        if console is not None:
+            console.print(
+                "[yellow]rnp: no valid records to calibrate on; the bundle serves the "
+                "adapter's own P(yes) at threshold 0.5[/]"
+            )
+        return None
+    engine = Engine.load(bundle, device=device)
+    logits: list[float] = []
+    with progress_bar(console, "rnp: calibrating on the valid split", len(valid)) as advance:
+        for start in range(0, len(valid), 64):
+            batch = valid[start : start + 64]
+            logits += engine.logits([r.input for r in batch])
+            advance(len(batch))
+    train = read_split(data_dir, RNP, "train")
+    size_model = lapredict_fit(
+        [hunk_line_counts(r.input) for r in train], [int(r.output == LABEL_YES) for r in train]
+    )
+    labels = [int(r.output == LABEL_YES) for r in valid]
+    calibration = fit_calibration(logits, [r.input for r in valid], labels, size_model=size_model)
+    if console is not None:
+        console.print(
+            f"rnp: served score calibrated on {len(valid)} valid hunks ({sum(labels)} yes); "
+            f"default threshold {calibration.threshold:.3f}"
+        )
+    return calibration.to_dict()
 
 
 def _copy_adapter(source: Path, target: Path, base_model: str) -> None:
@@ -833,9 +935,9 @@ def train_bundle(
 
     dist = _Dist(use_cpu=device == "cpu")
     train, valid = _read_records(data_dir, options)
-    skipped = {task: "no train records" for task in options.tasks if not train[task]}
-    for task in skipped:
-        _say(console, dist, f"[yellow]{task}: no train records in {data_dir / task}; skipped[/]")
+    skipped = _skipped_tasks(train, options.tasks)
+    for task, reason in skipped.items():
+        _say(console, dist, f"[yellow]{task}: not trained: {reason} (in {data_dir / task})[/]")
     tasks = [task for task in options.tasks if task not in skipped]
     if not tasks:
         raise HunkwiseError(
@@ -889,7 +991,11 @@ def train_bundle(
             # The lengths training saw; the engine keeps prompts within max_prompt_tokens
             # (training never cut a response below a quarter of max_length).
             "max_length": max_length,
-            "max_prompt_tokens": max_length - max(1, max_length // 4),
+            "max_prompt_tokens": prompt_budget(max_length),
+            # What rnp examples were cut to (the engine scores hunks cut the same way).
+            "rnp_prompt_tokens": min(
+                options.rnp_prompt_tokens or max_length, prompt_budget(max_length)
+            ),
             "records": {task: _counts(task, train[task], valid[task]) for task in tasks},
             "skipped_tasks": skipped,
             "stages": {result.name: result.to_dict() for result in results},
@@ -907,6 +1013,9 @@ def train_bundle(
             for task in tasks:
                 _copy_adapter(work / task / _FINAL, staging / task, manifest.base_model)
             write_manifest(staging, manifest)
+            if RNP in tasks:
+                manifest.calibration = _calibrate(staging, data_dir, dist.device, console)
+                write_manifest(staging, manifest)
         shutil.rmtree(work, ignore_errors=True)
         if console is not None:
             console.print(_summary(results, f"hunkwise train: {out} ({seconds:.0f} s)"))

@@ -13,12 +13,12 @@ labelled hunk of a history that is 3% "yes" can be used without the model learni
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from training.data import EncodeStats, encode_prompt
-from training.tasks import LABEL_YES, Record
+from training.errors import HunkwiseError
+from training.tasks import LABEL_WORDS
 
 
 def prompt_budget(max_length: int) -> int:
@@ -27,38 +27,21 @@ def prompt_budget(max_length: int) -> int:
     return max_length - max(1, max_length // 4)
 
 
-def encode_rnp(
-    records: Iterable[Record], tokenizer, max_prompt_tokens: int
-) -> tuple[list[dict[str, Any]], EncodeStats]:
-    """``{"input_ids": prompt, "labels": 1 | 0}`` per record, the prompt exactly as
-    :meth:`training.engine.Engine.encode` builds it."""
-    examples: list[dict[str, Any]] = []
-    stats = EncodeStats()
-    for record in records:
-        stats.records += 1
-        ids = encode_prompt(tokenizer, record.instruction, record.input, max_prompt_tokens)
-        if len(ids) > max_prompt_tokens:  # an instruction that alone does not fit
-            stats.too_long += 1
-            continue
-        full = len(tokenizer(record.input, add_special_tokens=False)["input_ids"])
-        stats.input_cut += full > len(ids)
-        stats.tokens += len(ids)
-        examples.append({"input_ids": ids, "labels": int(record.output == LABEL_YES)})
-    stats.examples = len(examples)
-    return examples, stats
-
-
-class ListDataset:
-    """A map-style dataset over prepared feature dicts."""
-
-    def __init__(self, items: Sequence[dict[str, Any]]) -> None:
-        self.items = list(items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.items[index]
+def label_token_ids(tokenizer, words: dict[str, str] | None = None) -> tuple[int, int]:
+    """The first tokens of the "yes" and "no" label words, as the engine reads them."""
+    words = words or LABEL_WORDS
+    ids = []
+    for key in ("yes", "no"):
+        word = words.get(key)
+        tokens = tokenizer(word, add_special_tokens=False)["input_ids"] if word else []
+        if not tokens:
+            raise HunkwiseError(f"no usable {key!r} label word ({word!r})")
+        ids.append(tokens[0])
+    if ids[0] == ids[1]:
+        raise HunkwiseError(
+            "the label words start with the same token; review necessity cannot be scored"
+        )
+    return ids[0], ids[1]
 
 
 @dataclass
@@ -82,19 +65,24 @@ class LeftPaddingCollator:
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "position_ids": (attention_mask.cumsum(-1) - 1).clamp(min=0),
-            "labels": torch.tensor([int(f["labels"]) for f in features], dtype=torch.long),
+            "labels": torch.tensor([_label(f["labels"]) for f in features], dtype=torch.long),
             "logits_to_keep": 1,
         }
 
 
+def _label(value) -> int:
+    # A row of an encoded dataset holds its class as a one-element list.
+    return int(value[0] if isinstance(value, (list, tuple)) else value)
+
+
 def class_weights(labels: Iterable[int]) -> tuple[float, float]:
     """(weight of "no", weight of "yes"), balanced: each class weighs half of the loss.
-    A class that is absent gets weight 1."""
+    With one class only there is nothing to balance: (1, 1)."""
     counts = Counter(int(label) for label in labels)
     total = sum(counts.values())
-    return tuple(  # type: ignore[return-value]
-        total / (2 * counts[c]) if counts[c] else 1.0 for c in (0, 1)
-    )
+    if not (counts[0] and counts[1]):
+        return 1.0, 1.0
+    return total / (2 * counts[0]), total / (2 * counts[1])
 
 
 def pair_loss(yes_id: int, no_id: int, weights: tuple[float, float]):
