@@ -63,15 +63,27 @@ def test_the_stacker_uses_size_and_flags_at_most_fifteen_percent():
     assert fit_calibration(logits, hunks, labels).features == ("adapter_logit",)
     served = np.asarray(calibration.probabilities(logits, hunks))
     assert (served >= calibration.threshold).mean() <= 0.15
-    assert calibration.fitted_on == {
-        "split": "valid",
-        "records": 600,
-        "yes": sum(labels),
-        "max_flagged": 0.15,
-    }
+    fitted_on = dict(calibration.fitted_on)
+    low, high = fitted_on.pop("adapter_auc_ci")
+    assert 0.5 < low < fitted_on.pop("adapter_auc") < high
+    assert fitted_on == {"split": "valid", "records": 600, "yes": sum(labels), "max_flagged": 0.15}
     # Calibrated: the mean served probability is near the base rate, unlike the
     # adapter's sigmoid.
     assert abs(served.mean() - np.mean(labels)) < 0.02
+
+
+def test_an_adapter_without_held_out_signal_is_left_out_of_the_served_score():
+    _, hunks, labels = _split()
+    noise = np.random.default_rng(5).normal(0, 1, len(labels)).tolist()
+    calibration = fit_calibration(noise, hunks, labels, size_model=_size_model())
+    assert calibration.features == ("size_logit",)
+    low, high = calibration.fitted_on["adapter_auc_ci"]
+    assert low <= 0.5 <= high
+    # The served score is then the size model's order.
+    served = calibration.probabilities(noise, hunks)
+    sizes = _size_model().logits(hunks)
+    order = np.argsort(sizes, kind="stable")
+    assert (np.diff(np.asarray(served)[order]) >= -1e-12).all()
 
 
 def test_few_positives_keep_the_adapter_alone_and_one_class_keeps_its_order():

@@ -203,6 +203,49 @@ class Calibration:
         )
 
 
+def weighted_aucs(
+    labels: np.ndarray, scores: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """ROC AUC and average precision of ``scores`` for each row of ``weights`` (how many
+    times each hunk counts), vectorised over the rows; tied scores are one threshold, as in
+    scikit-learn. A row without both classes gives NaN."""
+    labels = np.asarray(labels, dtype=np.float64)
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    sorted_scores = np.asarray(scores, dtype=np.float64)[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    w = weights[:, order]
+    positives = np.add.reduceat(w * labels[order], starts, axis=1)  # per group, best first
+    negatives = np.add.reduceat(w * (1.0 - labels[order]), starts, axis=1)
+    total_p, total_n = positives.sum(axis=1), negatives.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # A positive beats the negatives of every lower group, and ties half of its own.
+        lower_negatives = total_n[:, None] - np.cumsum(negatives, axis=1)
+        roc = (positives * (lower_negatives + 0.5 * negatives)).sum(axis=1) / (total_p * total_n)
+        cum_p, cum_n = np.cumsum(positives, axis=1), np.cumsum(negatives, axis=1)
+        precision = np.where(cum_p + cum_n > 0, cum_p / (cum_p + cum_n), 0.0)
+        ap = (positives * precision).sum(axis=1) / total_p
+    invalid = (total_p == 0) | (total_n == 0)
+    roc[invalid] = np.nan
+    ap[invalid] = np.nan
+    return roc, ap
+
+
+def adapter_signal(
+    logits: Sequence[float], labels: Sequence[int], resamples: int = 1000, seed: int = 0
+) -> tuple[float, tuple[float, float]]:
+    """The adapter's ROC AUC on a split and its bootstrap 95% interval."""
+    y = np.asarray(labels, dtype=np.int64)
+    z = np.asarray(logits, dtype=np.float64)
+    auc = float(weighted_aucs(y, z, np.ones((1, len(y))))[0][0])
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(y), np.full(len(y), 1.0 / len(y)), size=resamples)
+    samples = weighted_aucs(y, z, counts)[0]
+    samples = samples[np.isfinite(samples)]
+    low, high = np.percentile(samples, [2.5, 97.5]) if len(samples) else (auc, auc)
+    return auc, (round(float(low), 4), round(float(high), 4))
+
+
 def choose_threshold(
     labels: Sequence[int], scores: Sequence[float], max_flagged: float = MAX_FLAGGED
 ) -> float:
@@ -244,6 +287,9 @@ def fit_calibration(
     never what the adapter trained on, never the test split the report judges).
     ``size_model`` is LApredict fitted on the train split (:func:`lapredict_fit`); without
     it, or with fewer than :data:`MIN_POSITIVES` "yes", the adapter's logit is used alone.
+    With both, the adapter's logit is stacked with the size only when its ROC AUC on this
+    split is above 0.5 with 95% confidence (:func:`adapter_signal`); otherwise the served
+    score is the size alone, and ``fitted_on`` says why (``adapter_auc``, ``_ci``).
     ``features`` (some of :data:`FEATURES`) overrides the choice, for ablations."""
     from sklearn.linear_model import LogisticRegression
 
@@ -251,9 +297,20 @@ def fit_calibration(
     if len(y) != len(logits) or not len(y):
         raise ValueError("calibration needs one label per logit, and at least one")
     positives = int(y.sum())
+    fitted_on: dict[str, Any] = {
+        "split": split,
+        "records": len(y),
+        "yes": positives,
+        "max_flagged": max_flagged,
+    }
     if features is None:
-        usable = size_model is not None and positives >= MIN_POSITIVES
-        features = FEATURES if usable else FEATURES[:1]
+        features = FEATURES[:1]
+        if size_model is not None and positives >= MIN_POSITIVES:
+            # The adapter enters the served score only when it ranks this held-out split
+            # better than chance with 95% confidence; else size alone is served.
+            auc, interval = adapter_signal(logits, y)
+            fitted_on.update(adapter_auc=round(auc, 4), adapter_auc_ci=list(interval))
+            features = FEATURES if interval[0] > 0.5 else FEATURES[1:]
     features = tuple(features)
     unfitted = Calibration(
         features=features,
@@ -284,7 +341,7 @@ def fit_calibration(
         scale=tuple(float(v) for v in scale),
         weights=tuple(float(v) for v in weights),
         bias=bias,
-        fitted_on={"split": split, "records": len(y), "yes": positives, "max_flagged": max_flagged},
+        fitted_on=fitted_on,
     )
     served = calibration.probabilities(logits, hunk_texts)
     threshold = choose_threshold(y, served, max_flagged)

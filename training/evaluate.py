@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from training.calibration import hunk_line_counts, lapredict_fit
+from training.calibration import hunk_line_counts, lapredict_fit, weighted_aucs
 
 # --------------------------------------------------------------------------------------------
 # BLEU-4, exactly as CodeReviewer computes it
@@ -309,34 +309,6 @@ class AucDifference:
     @property
     def significant(self) -> bool:
         return not self.ci[0] <= 0.0 <= self.ci[1]
-
-
-def weighted_aucs(
-    labels: np.ndarray, scores: np.ndarray, weights: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """ROC AUC and average precision of ``scores`` for each row of ``weights`` (how many
-    times each hunk counts), vectorised over the rows; tied scores are one threshold, as in
-    scikit-learn. A row without both classes gives NaN."""
-    labels = np.asarray(labels, dtype=np.float64)
-    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    sorted_scores = np.asarray(scores, dtype=np.float64)[order]
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    w = weights[:, order]
-    positives = np.add.reduceat(w * labels[order], starts, axis=1)  # per group, best first
-    negatives = np.add.reduceat(w * (1.0 - labels[order]), starts, axis=1)
-    total_p, total_n = positives.sum(axis=1), negatives.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # A positive beats the negatives of every lower group, and ties half of its own.
-        lower_negatives = total_n[:, None] - np.cumsum(negatives, axis=1)
-        roc = (positives * (lower_negatives + 0.5 * negatives)).sum(axis=1) / (total_p * total_n)
-        cum_p, cum_n = np.cumsum(positives, axis=1), np.cumsum(negatives, axis=1)
-        precision = np.where(cum_p + cum_n > 0, cum_p / (cum_p + cum_n), 0.0)
-        ap = (positives * precision).sum(axis=1) / total_p
-    invalid = (total_p == 0) | (total_n == 0)
-    roc[invalid] = np.nan
-    ap[invalid] = np.nan
-    return roc, ap
 
 
 def _bootstrap_aucs(
