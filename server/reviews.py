@@ -24,15 +24,25 @@ from server.text import LineMap
 from server.workspace import BaseText, Skipped, comparable_buffer
 from training.errors import HunkwiseError
 from training.hunks import Hunk, diff_texts
-from training.tasks import RCG
+from training.review import (
+    HEAD_LINES,
+    RULE_ID,
+    TOOL_NAME,
+    FileChange,
+    Reviewable,
+    Skip,
+    finding_message,
+    is_flagged,
+    path_skip,
+    reviewable,
+)
+from training.tasks import RCG, RNP
 
 if TYPE_CHECKING:
     from server.server import HunkwiseServer
 
 log = logging.getLogger(__name__)
 
-SOURCE = "hunkwise"
-CODE = "review-needed"
 #: Hunks scored per model job: small enough that a newer version is not kept waiting.
 SCORE_CHUNK = 32
 _EXCLUDED = "excluded by hunkwise.exclude"
@@ -40,10 +50,6 @@ _EXCLUDED = "excluded by hunkwise.exclude"
 COMMENT_QUIET_SECONDS = 0.5
 #: How long a pull request may wait for a review before it is answered as it stands.
 PULL_WAIT_SECONDS = 60.0
-
-
-def pending_message(probability: float) -> str:
-    return f"This change may need review (p={probability:.2f})"
 
 
 @dataclass
@@ -87,6 +93,8 @@ class DocumentState:
     timer: asyncio.TimerHandle | None = None
     task: asyncio.Task | None = None
     disk_text: str | None = None
+    #: what the review filters left out of its latest review (training.review.reviewable)
+    skipped: tuple[Skip, ...] = ()
     #: event-loop time of the last didChange (comments wait for a pause after it)
     changed_at: float = float("-inf")
     #: set once the RNP result for the latest generation is published (or skipped)
@@ -202,14 +210,15 @@ class Reviewer:
             self._skip(state, Skipped("not a file on disk"))
             return
         text, version = self._source(state)
-        target, hunks = await self._in_git_thread(self._base_and_hunks, state.path, text)
+        target, hunks, skipped = await self._in_git_thread(self._base_and_hunks, state.path, text)
         if generation != state.generation:
             return
+        state.skipped = skipped
         if isinstance(target, Skipped):
             self._skip(state, target, quiet=target.reason == _EXCLUDED)
             return
-        if self.ls.host.state in (ModelState.NO_BUNDLE, ModelState.ERROR):
-            self._set_review(state, None)
+        if self.ls.host.state in (ModelState.NO_BUNDLE, ModelState.ERROR) or self.ls.unscored:
+            self._set_review(state, None)  # nothing to score with (said once, at the load)
             return
         try:
             probabilities = await self._score(hunks, lambda: generation != state.generation)
@@ -243,16 +252,28 @@ class Reviewer:
                 await asyncio.sleep(quiet)
             await self._comment(state, review, generation)
 
-    def _base_and_hunks(self, path: Path, text: str) -> tuple[BaseText | Skipped, list[Hunk]]:
-        """On the git thread: the base version of ``path`` and the hunks of ``text``."""
+    def _base_and_hunks(
+        self, path: Path, text: str
+    ) -> tuple[BaseText | Skipped, list[Hunk], tuple[Skip, ...]]:
+        """On the git thread: the base version of ``path``, the hunks of ``text`` the review
+        filters keep (those ``hunkwise review`` would score), and what they left out."""
         settings = self.ls.settings
         target = self.ls.repos.base_for(path, settings.diff_base, settings.uses_index, text)
         if isinstance(target, Skipped):
-            return target, []
+            return target, [], ()
         if excluded(target.relpath, settings.exclude):
-            return Skipped(_EXCLUDED), []
+            return Skipped(_EXCLUDED), [], ()
+        skip = path_skip(target.relpath)
+        if skip is not None:  # no diff needed to know
+            return Skipped(skip.description), [], (skip,)
         buffer = comparable_buffer(target.text, text)
-        return target, diff_texts(target.text, buffer, target.relpath)
+        hunks = diff_texts(target.text, buffer, target.relpath)
+        head = tuple(buffer.split("\n", HEAD_LINES)[:HEAD_LINES])
+        selection = reviewable([FileChange(target.relpath, tuple(hunks), head)])
+        whole_file = [skip for skip in selection.skipped if skip.hunk is None]
+        if whole_file:
+            return Skipped(whole_file[0].description), [], tuple(selection.skipped)
+        return target, selection.hunks, tuple(selection.skipped)
 
     async def _in_git_thread(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._git, function, *args)
@@ -275,6 +296,8 @@ class Reviewer:
 
         def job(chunk: list[Hunk]) -> Callable[[Any], dict[str, float]]:
             def run(engine: Any) -> dict[str, float]:
+                if not engine.has_task(RNP):  # a review that raced the load's notice
+                    raise NoModel("the bundle has no rnp adapter")
                 values = engine.score(chunk)
                 key = host.bundle_key
                 for hunk, value in zip(chunk, values, strict=True):
@@ -380,17 +403,22 @@ class Reviewer:
     # -- publishing --------------------------------------------------------------------
 
     def _flagged(self, item: ReviewedHunk) -> bool:
-        return item.probability >= self.ls.settings.threshold and item.hunk.id not in self.dismissed
+        threshold = self.ls.threshold
+        return (
+            threshold is not None
+            and is_flagged(item.probability, threshold)
+            and item.hunk.id not in self.dismissed
+        )
 
     def _diagnostic(self, item: ReviewedHunk) -> types.Diagnostic:
         settings = self.ls.settings
         comment = item.comment if settings.comments else None
         return types.Diagnostic(
             range=item.range,
-            message=comment or pending_message(item.probability),
+            message=finding_message(item.probability, comment),
             severity=settings.diagnostic_severity,
-            code=CODE,
-            source=SOURCE,
+            code=RULE_ID,
+            source=TOOL_NAME,
             data={"hunk": item.hunk.id, "p": round(item.probability, 2)},
         )
 
@@ -615,6 +643,7 @@ class Reviewer:
                 ) from None
             files.update(dict.fromkeys(changed))
         reviewed = flagged = 0
+        skipped: list[Skip] = []
         for index, path in enumerate(files):
             if cancelled():
                 break
@@ -629,10 +658,12 @@ class Reviewer:
             await self.wait(state)
             reviewed += 1
             flagged += len(state.published or [])
+            skipped.extend(state.skipped)
         return {
             "files": len(files),
             "reviewed": reviewed,
             "flagged": flagged,
+            "skipped": Reviewable([], skipped).counts(),
             "cancelled": reviewed < len(files),
         }
 

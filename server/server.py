@@ -13,18 +13,21 @@ from typing import Any
 
 from lsprotocol import types
 from pygls.capabilities import get_capability
-from pygls.exceptions import JsonRpcInvalidParams
+from pygls.exceptions import FeatureRequestError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from server import training_job
 from server.model import EngineLoader, ModelHost, ModelState, NoModel, describe_error, load_engine
-from server.reviews import CODE, SOURCE, Reviewer
+from server.protocol import HunkwiseProtocol
+from server.reviews import Reviewer
 from server.settings import SECTION, Settings, merge
+from server.text import LineMap
 from server.workspace import Repositories
 from training import __version__
 from training.errors import HunkwiseError
-from training.tasks import ADAPTER_TASKS
+from training.review import RULE_ID, TOOL_NAME, review_threshold, unscorable_message
+from training.tasks import ADAPTER_TASKS, RNP
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,7 @@ class HunkwiseServer(LanguageServer):
             name="hunkwise",
             version=__version__,
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            protocol_cls=HunkwiseProtocol,
         )
         self.loader = loader
         self.train_command = tuple(train_command)
@@ -134,6 +138,10 @@ class HunkwiseServer(LanguageServer):
         self.shutting_down = False
         self.shut_down_cleanly = False
         self.training: asyncio.Task | None = None
+        #: the loaded bundle's default threshold (None: no bundle loaded)
+        self.bundle_threshold: float | None = None
+        #: why the loaded bundle cannot score hunks (it has no rnp adapter), or None
+        self.unscored: str | None = None
         self._announced: set[str] = set()
         self._loading: asyncio.Future | None = None
 
@@ -184,6 +192,21 @@ class HunkwiseServer(LanguageServer):
                 document_changes=[types.TextDocumentEdit(text_document=identifier, edits=edits)]
             )
         return types.WorkspaceEdit(changes={uri: edits})
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Errors outside any request (a bug in a notification handler, a message that is
+        not JSON) go to the log, never to a popup: the user cannot act on them."""
+        if source is FeatureRequestError:
+            return  # answered already, as the request's error response
+        if self.protocol.answer_unreadable(error):
+            return
+        log.error("%s: %s", getattr(source, "__name__", source), describe_error(error))
+        self.window_log_message(
+            types.LogMessageParams(
+                type=types.MessageType.Error,
+                message=f"hunkwise: internal error: {describe_error(error)}",
+            )
+        )
 
     # -- settings ----------------------------------------------------------------------
 
@@ -260,6 +283,14 @@ class HunkwiseServer(LanguageServer):
         ):
             self.reviewer.review_all()
 
+    @property
+    def threshold(self) -> float | None:
+        """The threshold reviews use: the setting, else the loaded bundle's (None: neither,
+        so nothing is flagged)."""
+        if self.bundle_threshold is None:
+            return self.settings.threshold
+        return review_threshold(self.settings.threshold, self.bundle_threshold)
+
     # -- the bundle --------------------------------------------------------------------
 
     async def load_bundle(self) -> None:
@@ -281,14 +312,21 @@ class HunkwiseServer(LanguageServer):
             progress.end("superseded by a newer load")
             return
         self.reviewer.forget_reviews()
-        if outcome.state is ModelState.READY:
-            info = self.host.engine.info if self.host.engine is not None else None
-            adapters = ", ".join(getattr(info, "adapters", ())) or "none"
+        engine = self.host.engine
+        self.bundle_threshold = None
+        self.unscored = None
+        if outcome.state is ModelState.READY and engine is not None:
+            adapters = ", ".join(getattr(engine.info, "adapters", ())) or "none"
             progress.end(f"loaded ({adapters}) on {self.host.device}")
             self.log(
                 f"hunkwise: loaded the bundle at {bundle} (adapters: {adapters}) "
                 f"on {self.host.device} in {outcome.seconds:.1f} s"
             )
+            self.bundle_threshold = engine.default_threshold
+            if not engine.has_task(RNP):
+                # Once per load: reviews stay empty, the edit adapters keep working.
+                self.unscored = await _unscorable(bundle)
+                self.show(f"hunkwise: {self.unscored}", types.MessageType.Warning)
         elif outcome.state is ModelState.NO_BUNDLE:
             progress.end("no bundle")
             root = self.repo_root() or (self.roots() or [Path(".")])[0]
@@ -332,9 +370,26 @@ class HunkwiseServer(LanguageServer):
             "documents": self.reviewer.document_count,
             "training": self.training is not None and not self.training.done(),
             "pullDiagnostics": self.pull_diagnostics,
-            "message": host.message,
+            "threshold": self.threshold,
+            "message": host.message or self.unscored or "",
             "version": __version__,
         }
+
+
+async def _unscorable(bundle: Path) -> str:
+    """What to say about a bundle without an rnp adapter, with the reason its manifest
+    records (read off the event loop)."""
+
+    def read() -> str:
+        from training.bundle import read_manifest
+
+        try:
+            manifest = read_manifest(bundle)
+        except HunkwiseError:  # a loader that takes bundles without a manifest
+            manifest = None
+        return unscorable_message(bundle, manifest)
+
+    return await asyncio.get_running_loop().run_in_executor(None, read)
 
 
 # -- lifecycle -----------------------------------------------------------------------------
@@ -346,6 +401,8 @@ def initialize(ls: HunkwiseServer, params: types.InitializeParams) -> None:
         # Some clients nest the section: {"hunkwise": {...}}.
         nested = options.get(SECTION)
         ls.init_options = dict(nested) if isinstance(nested, dict) else dict(options)
+    if ls.host is not None:  # HunkwiseProtocol refuses a second initialize already
+        return
     ls.host = ModelHost(asyncio.get_running_loop(), ls.loader)
     ls.host.state = ModelState.LOADING
     ls.host.start()
@@ -448,7 +505,11 @@ def code_action(
         ours: dict[str, types.Diagnostic | None] = {}
         for diagnostic in params.context.diagnostics:
             data = diagnostic.data
-            if diagnostic.source == SOURCE and diagnostic.code == CODE and isinstance(data, dict):
+            if (
+                diagnostic.source == TOOL_NAME
+                and diagnostic.code == RULE_ID
+                and isinstance(data, dict)
+            ):
                 ours.setdefault(str(data.get("hunk")), diagnostic)
         for item in ls.reviewer.flagged_in(uri, params.range):
             ours.setdefault(item.hunk.id, None)
@@ -571,9 +632,43 @@ async def _model_command(ls: HunkwiseServer, work, label: str) -> dict[str, Any]
     return await _apply(ls, edit, label)
 
 
+def _workspace_document(ls: HunkwiseServer, uri: Any) -> str:
+    """``uri`` when a command may act on it: a document the client has open, or a file
+    inside a workspace folder; otherwise the request fails saying why."""
+    uri = str(uri)
+    if uri in ls.workspace.text_documents:
+        return uri
+    path = to_fs_path(uri) if uri.startswith("file:") else None
+    if path:
+        resolved = Path(path).resolve()
+        if any(resolved.is_relative_to(root.resolve()) for root in ls.roots()):
+            return uri
+    raise JsonRpcInvalidParams(
+        f"hunkwise acts only on open documents and files inside a workspace folder, "
+        f"and {uri} is neither"
+    )
+
+
 async def edit_with_instruction(ls: HunkwiseServer, *args: Any) -> dict[str, Any]:
     argument = _argument(args, "uri", "range")
+    uri = _workspace_document(ls, argument["uri"])
+    selection = _range_of(argument["range"])
     instruction = str(argument.get("instruction") or "").strip()
+    limit = ls.settings.max_instruction_chars
+    if len(instruction) > limit:
+        raise JsonRpcInvalidParams(
+            f"the instruction has {len(instruction)} characters, over the "
+            f"{limit} of `hunkwise.maxInstructionChars`; shorten it or raise the setting"
+        )
+    try:
+        lines = LineMap(ls.workspace.get_text_document(uri).source, ls.workspace.position_codec)
+    except OSError as error:
+        raise JsonRpcInvalidParams(f"cannot read {uri}: {error.strerror or error}") from None
+    if not (lines.has_line(selection.start) and lines.has_line(selection.end)):
+        raise JsonRpcInvalidParams(
+            f"the range reaches line {max(selection.start.line, selection.end.line)}, "
+            f"past the end of {uri} ({lines.line_count} lines)"
+        )
     if not instruction:
         ls.show(
             "hunkwise: editWithInstruction needs an instruction "
@@ -581,15 +676,14 @@ async def edit_with_instruction(ls: HunkwiseServer, *args: Any) -> dict[str, Any
             types.MessageType.Info,
         )
         return {"applied": False, "reason": "no instruction"}
-    work = ls.reviewer.instruction_edit(
-        str(argument["uri"]), _range_of(argument["range"]), instruction
-    )
+    work = ls.reviewer.instruction_edit(uri, selection, instruction)
     return await _model_command(ls, work, "hunkwise: edit with instruction")
 
 
 async def apply_refinement(ls: HunkwiseServer, *args: Any) -> dict[str, Any]:
     argument = _argument(args, "uri", "hunk")
-    work = ls.reviewer.refinement(str(argument["uri"]), str(argument["hunk"]))
+    uri = _workspace_document(ls, argument["uri"])
+    work = ls.reviewer.refinement(uri, str(argument["hunk"]))
     return await _model_command(ls, work, "hunkwise: apply suggested refinement")
 
 
@@ -699,7 +793,7 @@ def create_server(
     ls.feature(
         types.TEXT_DOCUMENT_DIAGNOSTIC,
         types.DiagnosticOptions(
-            identifier=SOURCE, inter_file_dependencies=False, workspace_diagnostics=False
+            identifier=TOOL_NAME, inter_file_dependencies=False, workspace_diagnostics=False
         ),
     )(document_diagnostic)
     ls.feature(types.TEXT_DOCUMENT_HOVER)(hover)

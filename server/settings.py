@@ -26,6 +26,9 @@ SEVERITIES: dict[str, DiagnosticSeverity] = {
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
 MAX_DEBOUNCE_MS = 10_000
 MAX_NEW_TOKENS = 4096
+#: The most a user may set ``maxInstructionChars`` to: a prompt beyond it holds the model
+#: for minutes.
+MAX_INSTRUCTION_CHARS = 100_000
 
 
 @dataclass(frozen=True)
@@ -33,16 +36,18 @@ class Settings:
     """Every setting of docs/architecture.md section 6, with its default.
 
     ``bundle`` None means the default location for the workspace's repository
-    (``training.bundle.default_bundle_dir``); ``diff_base`` is ``HEAD``, ``INDEX`` (or
-    ``:``) for the staged version, or any revision such as ``origin/main``.
+    (``training.bundle.default_bundle_dir``); ``threshold`` None means the bundle's own
+    (``Engine.default_threshold``); ``diff_base`` is ``HEAD``, ``INDEX`` (or ``:``) for
+    the staged version, or any revision such as ``origin/main``.
     """
 
     bundle: str | None = None
     device: str = "auto"
-    threshold: float = 0.5
+    threshold: float | None = None
     diff_base: str = "HEAD"
     debounce_ms: int = 300
     max_new_tokens: int = 128
+    max_instruction_chars: int = 2000
     comments: bool = True
     severity: str = "information"
     exclude: tuple[str, ...] = field(default_factory=tuple)
@@ -132,11 +137,20 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "diffBase": ("diff_base", _diff_base),
     "debounceMs": ("debounce_ms", _int_between(0, MAX_DEBOUNCE_MS)),
     "maxNewTokens": ("max_new_tokens", _int_between(1, MAX_NEW_TOKENS)),
+    "maxInstructionChars": (
+        "max_instruction_chars",
+        _int_between(1, MAX_INSTRUCTION_CHARS),
+    ),
     "comments": ("comments", _comments),
     "severity": ("severity", _severity),
     "exclude": ("exclude", _exclude),
 }
 KEYS: tuple[str, ...] = tuple(_FIELDS)
+#: How a message names a default that is "not set" (None).
+_DEFAULT_WORDS = {
+    "bundle": "the repository's default bundle",
+    "threshold": "the bundle's threshold",
+}
 
 
 @dataclass(frozen=True)
@@ -151,7 +165,10 @@ class Problem:
     @property
     def message(self) -> str:
         shown = _short(self.value)
-        default = _short(list(self.default) if isinstance(self.default, tuple) else self.default)
+        default = _DEFAULT_WORDS.get(self.key) if self.default is None else None
+        if default is None:
+            value = list(self.default) if isinstance(self.default, tuple) else self.default
+            default = _short(value)
         return (
             f"hunkwise: setting `{SECTION}.{self.key}` {self.reason} (got {shown}); "
             f"using the default, {default}"

@@ -1,8 +1,11 @@
-"""From git's lines to LSP positions and back: diagnostic ranges for hunks, and the text
-edits that replace whole lines (refinements, instruction edits).
+"""From git's lines to LSP positions and back: diagnostic ranges for hunks, the text
+edits that replace whole lines (refinements, instruction edits), and the server's copy of
+each open document, kept with LSP's lines.
 
-git splits a text at "\\n" only; LSP also breaks lines at "\\r\\n" and a lone "\\r", and
-counts columns in the client's position encoding (UTF-16 unless negotiated otherwise).
+git splits a text at "\\n" only; LSP also breaks lines at "\\r\\n" and a lone "\\r" (and
+nowhere else: not at "\\f", "\\v", "\\x85" or U+2028, where ``str.splitlines`` and so
+pygls' own documents break), and counts columns in the client's position encoding
+(UTF-16 unless negotiated otherwise).
 """
 
 from __future__ import annotations
@@ -10,10 +13,18 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 
-from lsprotocol.types import Position, Range, TextEdit
+from lsprotocol.types import (
+    Position,
+    Range,
+    TextDocumentContentChangePartial,
+    TextDocumentSyncKind,
+    TextEdit,
+)
+from pygls.workspace import TextDocument, Workspace
 from pygls.workspace.position_codec import PositionCodec
 
 from training.hunks import Hunk
+from training.review import finding_lines
 
 _LSP_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -34,6 +45,15 @@ class LineMap:
         line = bisect_right(self._lsp_starts, offset) - 1
         start = self._lsp_starts[line]
         return Position(line, self._codec.client_num_units(self.text[start:offset]))
+
+    @property
+    def line_count(self) -> int:
+        """LSP lines: the text after its last line break is a line too (maybe empty)."""
+        return len(self._lsp_starts)
+
+    def has_line(self, position: Position) -> bool:
+        """Whether the position's line exists; a column past its end means its end."""
+        return 0 <= position.line < self.line_count
 
     def offset(self, position: Position) -> int:
         """The code-point offset of an LSP position (clamped to the line and the text)."""
@@ -78,15 +98,14 @@ class LineMap:
         return bisect_right(self._git_starts, max(0, offset))
 
     def hunk_range(self, hunk: Hunk) -> Range:
-        """The hunk's added lines, or, for a pure deletion, an empty range where the
-        deleted lines were."""
-        added = hunk.added
-        if added:
-            start = self.line_start(added[0][0])
-            end = self.line_content_end(added[-1][0])
-            return Range(self.position(start), self.position(end))
-        point = self.position(self.line_start(deletion_line(hunk)))
-        return Range(point, point)
+        """The lines ``hunkwise review`` reports for the hunk (``finding_lines``): its
+        added lines, or, for a pure deletion, an empty range at the start of the line
+        at the deletion point."""
+        first, last = finding_lines(hunk)
+        start = self.position(self.line_start(first))
+        if not hunk.added:
+            return Range(start, start)
+        return Range(start, self.position(self.line_content_end(last)))
 
     def hunk_code(self, hunk: Hunk) -> tuple[int, int, str]:
         """(first line, line count, code) of the hunk's new side in this buffer."""
@@ -123,19 +142,57 @@ class LineMap:
         return TextEdit(Range(self.position(start), self.position(end)), new_code)
 
 
-def deletion_line(hunk: Hunk) -> int:
-    """The 1-based new-side line now standing where a hunk's first deleted lines were
-    (one past the end of the text when they were at its end)."""
-    if hunk.new_len == 0:  # "+N,0": N is the line before the deletion
-        return hunk.new_start + 1
-    line = hunk.new_start
-    for body in hunk.lines:
-        tag = body[:1]
-        if tag == "-":
-            break
-        if tag == " ":
-            line += 1
-    return line
+def lsp_lines(text: str) -> list[str]:
+    """The text's LSP lines, each with its line break (the last one may have none)."""
+    starts = [0, *(match.end() for match in _LSP_BREAK.finditer(text))]
+    ends = [*starts[1:], len(text)]
+    return [text[start:end] for start, end in zip(starts, ends, strict=True) if end > start]
+
+
+class LspTextDocument(TextDocument):
+    """pygls' document with LSP's lines: incremental edits, positions and ``lines``
+    break at "\\n", "\\r\\n" and a lone "\\r" only, and a column past a line's end
+    means the end of that line (before its line break), as LSP says."""
+
+    @property
+    def lines(self) -> list[str]:
+        return lsp_lines(self.source)
+
+    def _apply_incremental_change(self, change: TextDocumentContentChangePartial) -> None:
+        text = self.source
+        lines = LineMap(text, self.position_codec)
+        start, end = lines.offset(change.range.start), lines.offset(change.range.end)
+        start, end = min(start, end), max(start, end)
+        self._source = text[:start] + change.text + text[end:]
+
+
+class LspWorkspace(Workspace):
+    """pygls' workspace holding ``LspTextDocument``s."""
+
+    @classmethod
+    def like(cls, workspace: Workspace, sync_kind: TextDocumentSyncKind) -> LspWorkspace:
+        return cls(
+            workspace.root_uri,
+            sync_kind,
+            list(workspace.folders.values()),
+            workspace.position_encoding,
+        )
+
+    def _create_text_document(
+        self,
+        doc_uri: str,
+        source: str | None = None,
+        version: int | None = None,
+        language_id: str | None = None,
+    ) -> TextDocument:
+        return LspTextDocument(
+            doc_uri,
+            source=source,
+            version=version,
+            language_id=language_id,
+            sync_kind=self._sync_kind,
+            position_codec=self.position_codec,
+        )
 
 
 def _strip_eol(text: str) -> str:

@@ -34,6 +34,7 @@ class StandInEngine:
     """Answers like ``training.engine.Engine`` by fixed rules, without a model."""
 
     batch_size = 4
+    default_threshold = 0.5
 
     def __init__(self, bundle: Path, max_new_tokens: int, delay: float) -> None:
         self.max_new_tokens = max_new_tokens

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from importlib import resources
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from training.engine import Engine
 from training.errors import HunkwiseError
 from training.hunks import Hunk
 from training.review import (
+    FileChange,
     Finding,
     finding_lines,
     hunks_for,
@@ -26,6 +28,7 @@ from training.review import (
     render_sarif,
     render_text,
     review_hunks,
+    reviewable,
 )
 
 
@@ -50,7 +53,7 @@ def _index_state(repo: GitRepo) -> tuple[bytes, str]:
 
 def test_a_revision_is_that_commit_against_its_first_parent(history) -> None:
     repo, (_, second, _) = history
-    hunks = hunks_for(repo.path, second)
+    hunks = hunks_for(repo.path, second).hunks
     assert [(h.path, h.added) for h in hunks] == [
         ("app.py", [(10, "line ten")]),
         ("docs/naïve notes.md", [(1, "# Notes")]),
@@ -60,7 +63,7 @@ def test_a_revision_is_that_commit_against_its_first_parent(history) -> None:
 
 def test_a_root_commit_is_against_the_empty_tree(history) -> None:
     repo, (root, _, _) = history
-    (hunk,) = hunks_for(repo.path, root)
+    (hunk,) = hunks_for(repo.path, root).hunks
     assert (hunk.path, hunk.old_start, hunk.old_len, hunk.new_start, hunk.new_len) == (
         "app.py",
         0,
@@ -73,11 +76,11 @@ def test_a_root_commit_is_against_the_empty_tree(history) -> None:
 
 def test_a_range_and_head(history) -> None:
     repo, (root, _, third) = history
-    hunks = hunks_for(repo.path, f"{root}..{third}")
+    hunks = hunks_for(repo.path, f"{root}..{third}").hunks
     assert [h.path for h in hunks] == ["app.py", "docs/naïve notes.md"]
     assert sum(len(h.deleted) for h in hunks) == 3  # line 10 changed, lines 15-16 dropped
-    assert hunks_for(repo.path, f"{root}..") == hunks  # an omitted end is HEAD
-    (deletion,) = hunks_for(repo.path, "HEAD")
+    assert hunks_for(repo.path, f"{root}..").hunks == hunks  # an omitted end is HEAD
+    (deletion,) = hunks_for(repo.path, "HEAD").hunks
     assert deletion.added == []
     assert [text for _, text in deletion.deleted] == ["line 15", "line 16"]
 
@@ -90,7 +93,7 @@ def test_a_merge_is_against_its_first_parent(tmp_path: Path) -> None:
     repo.git("checkout", "-q", "main")
     repo.commit("Main", a_dot_py="a2\n")
     repo.merge("topic", "Merge topic")
-    (hunk,) = hunks_for(repo.path, "HEAD")
+    (hunk,) = hunks_for(repo.path, "HEAD").hunks
     assert (hunk.path, hunk.added) == ("b.py", [(1, "b2")])
 
 
@@ -103,10 +106,10 @@ def test_staged_and_uncommitted_changes(history, tmp_path: Path) -> None:
     repo.write("docs/naïve notes.md", "# Notes\n\nMore.\n")  # not staged
     before = _index_state(repo)
 
-    (staged,) = hunks_for(repo.path, None, staged=True)
+    (staged,) = hunks_for(repo.path, None, staged=True).hunks
     assert staged.path == "app.py" and staged.added == [(2, "line two")]
     # By default: the work tree against HEAD, whichever directory of it is given.
-    everything = hunks_for(repo.path / "docs", None)
+    everything = hunks_for(repo.path / "docs", None).hunks
     assert [h.path for h in everything] == ["app.py", "docs/naïve notes.md"]
 
     assert _index_state(repo) == before  # reading never writes into the repository
@@ -128,7 +131,7 @@ def test_an_empty_repository_reviews_what_is_staged(tmp_path: Path) -> None:
     repo = GitRepo(tmp_path / "empty")
     repo.write("new.py", "x = 1\n")
     repo.git("add", "new.py")
-    (hunk,) = hunks_for(repo.path, None, staged=True)
+    (hunk,) = hunks_for(repo.path, None, staged=True).hunks
     assert hunk.added == [(1, "x = 1")]
 
 
@@ -215,6 +218,7 @@ def test_render_json() -> None:
                 "hunk_text": "@@ -9 +9 @@\n-x",
             },
         ],
+        "skipped": [],
     }
 
 
@@ -326,7 +330,7 @@ def test_reviewing_never_refreshes_the_index(tmp_path):
     for spec, staged in ((None, False), (None, True), ("HEAD", False), ("HEAD~1..HEAD", False)):
         hunks_for(repo.path, spec, staged=staged)
     assert (index.read_bytes(), index.stat().st_mtime_ns) == before
-    assert [h.path for h in hunks_for(repo.path)] == ["a.py"]
+    assert [h.path for h in hunks_for(repo.path).hunks] == ["a.py"]
 
 
 def test_paths_with_spaces_and_b_slash(tmp_path):
@@ -334,9 +338,9 @@ def test_paths_with_spaces_and_b_slash(tmp_path):
     repo.write("dir b/x y.py", "a = 1\n")
     repo.commit("Add x")
     repo.write("dir b/x y.py", "a = 2\n")
-    [hunk] = hunks_for(repo.path)
+    [hunk] = hunks_for(repo.path).hunks
     assert hunk.path == "dir b/x y.py" and hunk.added == [(1, "a = 2")]
-    [added] = hunks_for(repo.path, "HEAD")
+    [added] = hunks_for(repo.path, "HEAD").hunks
     assert added.path == "dir b/x y.py" and added.text == "@@ -0,0 +1 @@\n+a = 1"
 
 
@@ -354,3 +358,198 @@ def test_a_bundle_without_an_rcg_adapter_still_reviews(tmp_path: Path) -> None:
     assert len(findings) == len(HUNKS)
     assert all(f.comment is None for f in findings)
     assert all(f.message.startswith("This change may need review (p=") for f in findings)
+
+
+# -- what is reviewable: the miner's filters ---------------------------------------------
+
+
+def _one_hunk(path: str, *lines: str) -> FileChange:
+    return FileChange(path, (Hunk(path, 1, 1, 1, len(lines), ("-old", *lines)),))
+
+
+def test_reviewable_skips_what_training_skips() -> None:
+    kept = Hunk("src/app.py", 3, 1, 3, 1, ("-a = 1", "+a = 2"))
+    short = Hunk("src/long.py", 1, 1, 1, 1, ("-x", "+y"))
+    too_long = Hunk("src/long.py", 9, 0, 9, 201, tuple(f"+line {n}" for n in range(201)))
+    selection = reviewable(
+        [
+            FileChange("src/app.py", (kept,)),
+            _one_hunk("poetry.lock", '+version = "2"'),
+            _one_hunk("vendor/x.py", "+y = 2"),
+            _one_hunk("static/app.min.js", "+var a=1;"),
+            _one_hunk("src/bundle.js", "+" + "x" * 1001),  # a line no person writes
+            _one_hunk("proto/api_pb2.py", "+X = 1"),
+            FileChange(
+                "src/gen.py",
+                (Hunk("src/gen.py", 40, 1, 40, 1, ("-a", "+b")),),
+                head_lines=("# Code generated by protoc. DO NOT EDIT.", "import x"),
+            ),
+            FileChange("logo.png", (), binary=True),
+            FileChange("extern/lib", (), submodule=True),
+            FileChange("src/renamed.py", ()),  # a rename: nothing to review, nothing skipped
+            FileChange("src/long.py", (too_long, short)),
+        ]
+    )
+    assert selection.hunks == [kept, short]
+    assert [(skip.path, skip.reason) for skip in selection.skipped] == [
+        ("poetry.lock", "lockfile"),
+        ("vendor/x.py", "vendored"),
+        ("static/app.min.js", "minified"),
+        ("src/bundle.js", "minified"),
+        ("proto/api_pb2.py", "generated"),
+        ("src/gen.py", "generated"),
+        ("logo.png", "binary"),
+        ("extern/lib", "submodule"),
+        ("src/long.py", "hunk_too_long"),
+    ]
+    assert selection.skipped[-1].hunk == too_long
+    assert selection.counts() == {
+        "binary": 1,
+        "submodule": 1,
+        "vendored": 1,
+        "lockfile": 1,
+        "minified": 2,
+        "generated": 2,
+        "hunk_too_long": 1,
+    }
+    assert selection.skipped[0].description == "a lockfile (training skips these too)"
+
+
+GENERATED = "# Code generated by protoc. DO NOT EDIT.\n" + "".join(
+    f"VALUE_{n} = {n}\n" for n in range(1, 31)
+)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> tuple[GitRepo, str]:
+    """Two commits touching code, a lockfile, vendored code, a generated file (its marker
+    far from the change), a minified file, a binary file and, in the second, a long hunk."""
+    repo = GitRepo(tmp_path_factory.mktemp("mixed") / "repo")
+    code = "".join(f"line {n}\n" for n in range(1, 31))
+    root = repo.commit(
+        "Add the project",
+        app_dot_py=code,
+        poetry_dot_lock='[[package]]\nname = "x"\nversion = "1"\n',
+        vendor__x_dot_py="def f():\n    return 1\n",
+        src__gen_dot_py=GENERATED,
+        static__app_dot_min_dot_js="var a=1;\n",
+        data_dot_bin=b"\x00\x01\x02" * 10,
+    )
+    repo.commit(
+        "Change everything",
+        app_dot_py=code.replace("line 20\n", "line twenty\n"),
+        poetry_dot_lock='[[package]]\nname = "x"\nversion = "2"\n',
+        vendor__x_dot_py="def f():\n    return 2\n",
+        src__gen_dot_py=GENERATED.replace("VALUE_25 = 25", "VALUE_25 = 52"),
+        static__app_dot_min_dot_js="var a=2;\n",
+        data_dot_bin=b"\x00\x03\x02" * 10,
+        big_dot_py="".join(f"x_{n} = {n}\n" for n in range(250)),
+    )
+    return repo, root
+
+
+def test_review_skips_by_the_same_reasons_as_mining(mixed, tmp_path: Path) -> None:
+    from training.mining.miner import MineOptions, mine_repository
+
+    repo, root = mixed
+    latest = hunks_for(repo.path, "HEAD")
+    assert [hunk.path for hunk in latest.hunks] == ["app.py"]
+    assert latest.counts() == {
+        "binary": 1,
+        "vendored": 1,
+        "lockfile": 1,
+        "minified": 1,
+        "generated": 1,  # the marker is in the first lines of the file, not in the hunk
+        "hunk_too_long": 1,
+    }
+    first = hunks_for(repo.path, root)
+    assert [hunk.path for hunk in first.hunks] == ["app.py"]
+    stats = mine_repository(repo.path, tmp_path / "mined", MineOptions())
+    both = {
+        reason: first.counts().get(reason, 0) + latest.counts().get(reason, 0)
+        for reason in stats["skipped"]
+    }
+    assert both == stats["skipped"]
+
+
+def test_the_review_command_does_not_score_lockfiles_or_vendored_code(
+    engine: Engine, tmp_path: Path
+) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit(
+        "Add the project",
+        app_dot_py="x = 1\n",
+        poetry_dot_lock='version = "1"\n',
+        vendor__x_dot_py="y = 1\n",
+    )
+    repo.write("app.py", "x = 2\n")
+    repo.write("poetry.lock", 'version = "2"\n')
+    repo.write("vendor/x.py", "y = 2\n")
+    args = ["review", "--repo", str(repo.path), "--bundle", str(engine.info.bundle)]
+    # Threshold 0 flags every hunk that is scored: only app.py's is.
+    result = CliRunner().invoke(main, [*args, "--threshold", "0", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert [finding["path"] for finding in document["findings"]] == ["app.py"]
+    assert document["skipped"] == [
+        {"path": "poetry.lock", "reason": "lockfile", "hunk_id": None},
+        {"path": "vendor/x.py", "reason": "vendored", "hunk_id": None},
+    ]
+    result = CliRunner().invoke(main, [*args, "--threshold", "0", "--no-comments"])
+    assert result.exit_code == 0, result.output
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["app.py"]
+    assert "1 hunks reviewed, 1 flagged; skipped as in training: 1 vendored, 1 lockfile" in (
+        result.stderr
+    )
+
+
+def test_the_threshold_defaults_to_the_bundles(engine: Engine, history, tmp_path: Path) -> None:
+    # A calibration that serves p = 0.5 for every hunk, and a bundle threshold above it.
+    bundle = tmp_path / "calibrated"
+    shutil.copytree(engine.info.bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["calibration"] = {
+        "features": ["adapter_logit"],
+        "mean": [0.0],
+        "scale": [1.0],
+        "weights": [0.0],
+        "bias": 0.0,
+        "threshold": 0.6,
+    }
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    calibrated = Engine.load(bundle, device="cpu", max_new_tokens=4)
+    assert calibrated.default_threshold == 0.6
+    assert review_hunks(calibrated, HUNKS) == []
+    assert len(review_hunks(calibrated, HUNKS, threshold=0.5, comments=False)) == len(HUNKS)
+
+    repo, (_, second, _) = history
+    args = ["review", second, "--repo", str(repo.path), "--bundle", str(bundle), "--no-comments"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "2 hunks reviewed, 0 flagged (threshold 0.60, the bundle's; highest p=0.50" in (
+        result.stderr
+    )
+    result = CliRunner().invoke(main, [*args, "--threshold", "0.5"])
+    assert len(result.stdout.splitlines()) == 2
+    assert "2 hunks reviewed, 2 flagged" in result.stderr
+
+
+def test_a_bundle_without_an_rnp_adapter_says_why_and_reports_nothing(
+    no_rnp_bundle: Path, history
+) -> None:
+    repo, (_, second, _) = history
+    args = ["review", second, "--repo", str(repo.path), "--bundle", str(no_rnp_bundle)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    (sentence,) = result.stderr.strip().splitlines()
+    assert sentence.startswith(
+        "hunkwise: this history has no labelled fixes yet, so hunkwise cannot score hunks"
+    )
+    assert "training skipped it: no train records" in sentence
+    assert "`hunkwise train-from-repo` with more commits" in sentence
+    assert "`hunkwise import codereviewer ...`" in sentence
+    result = CliRunner().invoke(main, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["findings"] == []

@@ -2,7 +2,7 @@
 in a temp dir and a real tiny bundle (the trained ``tiny_bundle`` when tests/conftest.py
 provides one, else an untrained one built like tests/test_engine.py does; threshold 0.0
 flags every hunk either way). One server serves the module; a second runs without a
-bundle."""
+bundle; a third, a bundle without an rnp adapter."""
 
 from __future__ import annotations
 
@@ -28,13 +28,16 @@ from tests.lsp_session import (
     wait_until,
 )
 from training.hunks import Hunk, diff_texts
-from training.tasks import ADAPTER_TASKS
+from training.review import finding_lines, hunks_for
+from training.tasks import ADAPTER_TASKS, RNP
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 APP = "".join(f"def step_{n}(value):\n    return value + {n}\n\n" for n in range(1, 11))
 OTHER = "".join(f"line {n}\n" for n in range(1, 16))
 LIB = "".join(f"item_{n} = {n}\n" for n in range(1, 13))
+TAIL = "".join(f"row {n}\n" for n in range(1, 16))
+LOCK = '[[package]]\nname = "x"\nversion = "1"\n'
 PENDING = "This change may need review (p="
 
 
@@ -56,6 +59,9 @@ def repo(tmp_path_factory) -> GitRepo:
         app_dot_py=APP,
         other_dot_py=OTHER,
         lib_dot_py=LIB,
+        tail_dot_py=TAIL,
+        poetry_dot_lock=LOCK,
+        vendor__x_dot_py=LIB,
         blob_dot_dat=b"\x00\x01binary\x00" * 10,
     )
     return repo
@@ -103,6 +109,7 @@ async def test_requests_are_answered_while_the_bundle_loads(client, lsp_bundle: 
     assert answer["device"] == "cpu"
     assert Path(answer["bundle"]) == lsp_bundle
     assert answer["base"] == "HEAD"
+    assert answer["threshold"] == 0.0  # the setting, over the bundle's
 
 
 async def test_an_edit_gets_one_diagnostic_per_hunk(client, repo: GitRepo) -> None:
@@ -230,6 +237,42 @@ async def test_a_pure_deletion_is_flagged_where_the_lines_were(client, repo: Git
     replace(client, uri, 2, OTHER, start, end, "")
     (diagnostic,) = (await published(client, uri, 2)).diagnostics
     assert diagnostic.range == types.Range(types.Position(5, 0), types.Position(5, 0))
+
+
+async def test_a_deletion_at_the_end_is_flagged_on_the_line_the_cli_reports(
+    client, repo: GitRepo
+) -> None:
+    uri = _uri(repo, "tail.py")
+    open_document(client, uri, TAIL)
+    start = TAIL.index("row 14\n")
+    text = replace(client, uri, 2, TAIL, start, len(TAIL), "")
+    (diagnostic,) = (await published(client, uri, 2)).diagnostics
+    # The same change on disk, as `hunkwise review` reads it from git.
+    repo.write("tail.py", text)
+    try:
+        (hunk,) = [h for h in hunks_for(repo.path).hunks if h.path == "tail.py"]
+    finally:
+        repo.write("tail.py", TAIL)
+    line = finding_lines(hunk)[0]
+    assert line == 13  # the last line left, where the deleted ones followed
+    point = types.Position(line - 1, 0)
+    assert diagnostic.range == types.Range(point, point)
+
+
+async def test_lockfiles_and_vendored_code_are_not_scored(client, repo: GitRepo) -> None:
+    # Threshold 0 flags every hunk that is scored: these get no review at all.
+    for name, text, what in (
+        ("poetry.lock", LOCK, "a lockfile"),
+        ("vendor/x.py", LIB, "vendored code"),
+    ):
+        uri = _uri(repo, name)
+        open_document(client, uri, text)
+        replace(client, uri, 2, text, 0, 0, "print('changed')\n")
+        line = f"hunkwise: no review for {uri}: {what} (training skips these too)"
+        await wait_until(
+            lambda line=line: any(m.message == line for m in client.log_messages), line
+        )
+        assert not any(p.uri == uri for p in client.published)
 
 
 async def test_a_threshold_change_republishes(client, repo: GitRepo) -> None:
@@ -370,5 +413,43 @@ async def test_without_a_bundle_one_message_says_how_to_train_one(
         assert len(messages) == 1
         assert "hunkwise train-from-repo" in messages[0] and "hunkwise train " in messages[0]
         assert not any(p.diagnostics for p in client.published)
+        await client.shutdown_session()
+        assert client._server.returncode == 0
+
+
+async def test_a_bundle_without_an_rnp_adapter_says_so_and_still_edits(
+    repo: GitRepo, no_rnp_bundle: Path
+) -> None:
+    options = {"bundle": str(no_rnp_bundle), "device": "cpu", "maxNewTokens": 6, "debounceMs": 30}
+    async with session(repo.path, options) as client:
+        expected = "hunkwise: this history has no labelled fixes yet, so hunkwise cannot score"
+
+        def notices() -> list[types.ShowMessageParams]:
+            return [m for m in client.messages if m.message.startswith(expected)]
+
+        (notice,) = await wait_until(notices, expected)
+        assert notice.type == types.MessageType.Warning
+        assert "training skipped it: no train records" in notice.message
+        answer = await status(client)
+        assert answer["state"] == "ready" and RNP not in answer["adapters"]
+        assert answer["message"] == notice.message.removeprefix("hunkwise: ")
+        assert answer["threshold"] == 0.5  # no calibration: the default threshold
+        uri = _uri(repo, "app.py")
+        open_document(client, uri, APP)
+        replace(client, uri, 2, APP, 0, 0, "print('debug')\n")
+        result = await execute(
+            client,
+            "hunkwise.editWithInstruction",
+            {
+                "uri": uri,
+                "range": {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}},
+                "instruction": "Remove the debug print.",
+            },
+        )
+        assert result == {"applied": True}
+        assert not any(p.uri == uri and p.diagnostics for p in client.published)
+        assert not [m for m in client.messages if m.type == types.MessageType.Error]
+        await execute(client, "hunkwise.reloadBundle")  # once per load
+        assert len(notices()) == 2
         await client.shutdown_session()
         assert client._server.returncode == 0

@@ -13,7 +13,8 @@ from server.settings import Settings, merge
 def test_defaults_follow_the_contract() -> None:
     settings, problems, unknown = merge([])
     assert settings == Settings()
-    assert (settings.bundle, settings.device, settings.threshold) == (None, "auto", 0.5)
+    # threshold None: the bundle's own (Engine.default_threshold)
+    assert (settings.bundle, settings.device, settings.threshold) == (None, "auto", None)
     assert (settings.diff_base, settings.comments) == ("HEAD", True)
     assert settings.severity == "information"
     assert settings.diagnostic_severity == DiagnosticSeverity.Information
@@ -95,6 +96,13 @@ def test_a_bad_value_is_named_and_its_default_used(key: str, value: object, word
     assert "using the default" in problem.message
     field = FIELDS[key]
     assert getattr(settings, field) == getattr(Settings(), field)  # not the earlier layer's
+
+
+def test_an_unset_default_is_named_in_words() -> None:
+    (problem,) = merge([{"threshold": "high"}])[1]
+    assert problem.message.endswith("using the default, the bundle's threshold")
+    (problem,) = merge([{"bundle": 3}])[1]
+    assert problem.message.endswith("using the default, the repository's default bundle")
 
 
 def test_unknown_keys_are_reported_not_fatal() -> None:

@@ -208,7 +208,11 @@ async def test_bad_settings_are_named_and_their_defaults_used(tmp_path: Path) ->
     async with session(repo.path, options, STAND_IN_SERVER, capabilities, _env(tmp_path)) as client:
         await _state(client, "ready")
         shown = [m.message for m in client.messages]
-        expected = (("threshold", "0.5"), ("severity", '"information"'), ("debounceMs", "300"))
+        expected = (
+            ("threshold", "the bundle's threshold"),
+            ("severity", '"information"'),
+            ("debounceMs", "300"),
+        )
         for key, default in expected:
             assert any(f"`hunkwise.{key}`" in m and f"default, {default}" in m for m in shown)
         assert not any("somethingElse" in m for m in shown)
@@ -217,6 +221,7 @@ async def test_bad_settings_are_named_and_their_defaults_used(tmp_path: Path) ->
         start = text.index("value_15")
         replace(client, uri, 3, text, start, start, "other = 2\n")
         (flagged,) = (await published(client, uri, 3)).diagnostics  # 0.9 >= 0.5 > 0.1
+        assert (await status(client))["threshold"] == 0.5  # the stand-in bundle's
         assert flagged.severity == types.DiagnosticSeverity.Information
         (refine, _) = await client.text_document_code_action_async(
             types.CodeActionParams(
@@ -286,17 +291,24 @@ async def test_review_workspace_reviews_changed_and_untracked_files(tmp_path: Pa
     repo.write("new.py", "print('new')\n")
     repo.write(".gitignore", "build/\n")
     repo.write("build/out.py", "print('ignored')\n")
+    repo.write("poetry.lock", "print('a lockfile: not reviewed, as training skips it')\n")
     index_before = (repo.path / ".git" / "index").read_bytes()
     async with session(
         repo.path, {"bundle": str(bundle)}, STAND_IN_SERVER, env=_env(tmp_path)
     ) as client:
         await _state(client, "ready")
         result = await execute(client, "hunkwise.reviewWorkspace")
-        assert result == {"files": 3, "reviewed": 3, "flagged": 2, "cancelled": False}
+        assert result == {
+            "files": 4,
+            "reviewed": 4,
+            "flagged": 2,
+            "skipped": {"lockfile": 1},
+            "cancelled": False,
+        }
         flagged = {p.uri for p in client.published if p.diagnostics}
         assert flagged == {(repo.path / "app.py").as_uri(), (repo.path / "new.py").as_uri()}
         ends = [r for rs in client.progress_reports.values() for r in rs if r.kind == "end"]
-        assert any(r.message == "3 files, 2 findings" for r in ends)
+        assert any(r.message == "4 files, 2 findings" for r in ends)
     assert (repo.path / ".git" / "index").read_bytes() == index_before  # nothing written
 
 

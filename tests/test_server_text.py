@@ -8,6 +8,7 @@ from pygls.workspace.position_codec import PositionCodec
 
 from server.text import LineMap
 from training.hunks import diff_texts
+from training.review import finding_lines
 
 UTF16 = PositionCodec(PositionEncodingKind.Utf16)
 UTF8 = PositionCodec(PositionEncodingKind.Utf8)
@@ -35,16 +36,22 @@ def test_crlf_and_a_lone_cr() -> None:
     assert LineMap(new, UTF16).hunk_range(hunk) == _range((2, 0), (2, 5))
 
 
-def test_a_pure_deletion_is_a_point_where_the_lines_were() -> None:
+def test_a_pure_deletion_is_a_point_at_the_line_hunkwise_review_reports() -> None:
     old = "".join(f"{n}\n" for n in range(1, 11))
     middle = old.replace("5\n6\n", "")
     (hunk,) = diff_texts(old, middle, "x.py")
-    assert LineMap(middle, UTF16).hunk_range(hunk) == _range((4, 0), (4, 0))
+    assert LineMap(middle, UTF16).hunk_range(hunk) == _range((4, 0), (4, 0))  # "7" now
+    # At the end of the file: the line before the deletion, not one past the end.
     at_end = old.replace("9\n10\n", "")
     (hunk,) = diff_texts(old, at_end, "x.py")
-    assert LineMap(at_end, UTF16).hunk_range(hunk) == _range((8, 0), (8, 0))
+    assert LineMap(at_end, UTF16).hunk_range(hunk) == _range((7, 0), (7, 0))  # "8"
     (hunk,) = diff_texts(old, "", "x.py")
     assert LineMap("", UTF16).hunk_range(hunk) == _range((0, 0), (0, 0))
+    for new in (middle, at_end, old.replace("1\n", ""), ""):
+        for context in (0, 3):
+            for hunk in diff_texts(old, new, "x.py", context=context):
+                line = finding_lines(hunk)[0] - 1
+                assert LineMap(new, UTF16).hunk_range(hunk) == _range((line, 0), (line, 0))
 
 
 def test_replacing_lines_keeps_line_endings_and_the_final_newline() -> None:

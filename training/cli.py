@@ -212,9 +212,10 @@ def import_(fmt: str, files: tuple[Path, ...], out: Path, json_output: bool) -> 
 @click.option(
     "--threshold",
     type=click.FloatRange(0.0, 1.0),
-    default=0.5,
-    show_default=True,
-    help="Flag hunks whose review probability is at least this.",
+    default=None,
+    help="Flag hunks whose review probability is at least this [default: the bundle's "
+    "threshold, chosen on its validation split when it was trained; 0.5 for a bundle "
+    "without one].",
 )
 @click.option("--no-comments", is_flag=True, help="Only score hunks; generate no review comments.")
 @click.option(
@@ -241,7 +242,7 @@ def review(
     staged: bool,
     repo: Path,
     bundle: Path | None,
-    threshold: float,
+    threshold: float | None,
     no_comments: bool,
     output_format: str,
     device: str,
@@ -249,7 +250,12 @@ def review(
     max_new_tokens: int,
 ) -> None:
     """Review a commit (REV against its first parent), a range A..B, the staged changes, or by
-    default the uncommitted changes to tracked files, and print the hunks that may need review."""
+    default the uncommitted changes to tracked files, and print the hunks that may need review.
+
+    Files training never learns from (binary, vendored, lockfiles, minified, generated) and
+    over-long hunks are skipped and counted. A bundle without a review-necessity (rnp)
+    adapter cannot score: review says so and reports nothing."""
+    from training.bundle import read_manifest
     from training.review import (
         finding_lines,
         findings_for,
@@ -258,6 +264,8 @@ def review(
         render_sarif,
         render_text,
         repo_root,
+        review_threshold,
+        scoring_problem,
     )
 
     root = repo_root(repo)
@@ -270,7 +278,9 @@ def review(
             f"no hunkwise bundle at {bundle}; make one with `hunkwise train-from-repo {root}` "
             "or pass --bundle"
         )
-    hunks = hunks_for(root, spec, staged=staged)
+    selection = hunks_for(root, spec, staged=staged)
+    problem = scoring_problem(bundle, read_manifest(bundle))
+    hunks = selection.hunks if problem is None else []
     findings = []
     console = _console(True)
     if hunks:
@@ -280,19 +290,31 @@ def review(
             engine = Engine.load(
                 bundle, device=device, max_new_tokens=max_new_tokens, batch_size=batch_size
             )
+        cut = review_threshold(threshold, engine.default_threshold)
         with console.status(f"reviewing {len(hunks)} hunks"):
             probabilities = engine.score(hunks)
             findings = findings_for(
-                engine, hunks, probabilities, threshold=threshold, comments=not no_comments
+                engine, hunks, probabilities, threshold=cut, comments=not no_comments
             )
-    render = {"text": render_text, "json": render_json, "sarif": render_sarif}[output_format]
-    click.echo(render(findings), nl=False)
+    if output_format == "json":
+        click.echo(render_json(findings, selection.skipped), nl=False)
+    else:
+        click.echo((render_sarif if output_format == "sarif" else render_text)(findings), nl=False)
+    if problem is not None:
+        click.echo(f"hunkwise: {problem}", err=True)
+        return
     if output_format == "text":
         summary = f"hunkwise: {len(hunks)} hunks reviewed, {len(findings)} flagged"
+        counts = selection.counts()
+        if counts:
+            summary += "; skipped as in training: " + ", ".join(
+                f"{count} {reason}" for reason, count in counts.items()
+            )
         if hunks and not findings:
             top = max(range(len(hunks)), key=probabilities.__getitem__)
+            whose = "the bundle's" if threshold is None else "--threshold"
             summary += (
-                f" (threshold {threshold}; highest p={probabilities[top]:.2f}: "
+                f" (threshold {cut:.2f}, {whose}; highest p={probabilities[top]:.2f}: "
                 f"{hunks[top].path}:{finding_lines(hunks[top])[0]})"
             )
         console.print(summary, highlight=False, soft_wrap=True)
@@ -484,8 +506,8 @@ def _print_report(console, report) -> None:
     "--eval-limit",
     type=click.IntRange(min=0),
     default=None,
-    help="Evaluate at most N test records per task, 0 for all "
-    "[default: all on a GPU, the newest 400 rnp / 60 others on CPU].",
+    help="Evaluate at most the newest N test records per task, 0 for all "
+    "[default: every rnp record; for rcg, cr and edit all on a GPU, 60 on CPU].",
 )
 @click.option(
     "--stopwords",
@@ -574,8 +596,8 @@ def train_from_repo(
     "--eval-limit",
     type=click.IntRange(min=0),
     default=None,
-    help="Evaluate at most N test records per task, 0 for all "
-    "[default: all on a GPU, the newest 400 rnp / 60 others on CPU].",
+    help="Evaluate at most the newest N test records per task, 0 for all "
+    "[default: every rnp record; for rcg, cr and edit all on a GPU, 60 on CPU].",
 )
 @click.option(
     "--stopwords",
@@ -583,9 +605,22 @@ def train_from_repo(
     default=None,
     help="Stop-word list for RCG BLEU-4 without stop words.",
 )
-@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Flag hunks whose served score is at least this [default: the bundle's threshold, "
+    "chosen on the valid split; 0.5 for bundles without one].",
+)
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
+)
+@click.option(
+    "--predictions",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write one JSON line per rnp test record: id, p (the served score), p_adapter, "
+    "label (1 = yes).",
 )
 @click.option("--no-write", is_flag=True, help="Do not write report files into the bundle.")
 @click.option("--json", "json_output", is_flag=True, help="Print the metrics as JSON on stdout.")
@@ -595,8 +630,9 @@ def eval_(
     data_dir: Path,
     eval_limit: int | None,
     stopwords: Path | None,
-    threshold: float,
+    threshold: float | None,
     device: str,
+    predictions: Path | None,
     no_write: bool,
     json_output: bool,
 ) -> None:
@@ -615,8 +651,14 @@ def eval_(
         limit=eval_limit,
         stopwords=words,
         threshold=threshold,
+        predictions=predictions,
         console=console,
     )
+    if predictions is not None and report.rnp is None:
+        raise HunkwiseError(
+            f"no rnp predictions to write to {predictions}: the bundle has no rnp adapter or "
+            "the dataset no rnp test records"
+        )
     if not no_write:
         write_bundle_report(bundle, report)
     if json_output:

@@ -1,13 +1,15 @@
-"""Hunks -> findings: the review-necessity gate over every hunk, then review comments for
-the flagged ones; the git diffs ``hunkwise review`` reads; and the text, JSON and SARIF
-renderings of findings. Shared by the command line and the language server."""
+"""The review rule, shared by ``hunkwise review`` and the language server: which hunks are
+reviewable (the miner's file filters), the review-necessity gate, what a finding says and
+where it points, and what to say when a bundle cannot score; the git diffs
+``hunkwise review`` reads; and the text, JSON and SARIF renderings of findings."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,21 +18,197 @@ from urllib.parse import quote
 from training import __version__
 from training.errors import HunkwiseError
 from training.hunks import Hunk
-from training.mining.gitlog import DIFF_OPTIONS, GIT_CONFIG, parse_git_diff
-from training.tasks import RCG
+from training.mining import filters
+from training.tasks import RCG, RNP
 
 if TYPE_CHECKING:
+    from training.bundle import Manifest
     from training.engine import Engine
+    from training.mining.gitlog import FileDiff
 
+#: The diagnostic code / SARIF rule of every finding, and the tool that reports it.
 RULE_ID = "review-needed"
 TOOL_NAME = "hunkwise"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
+#: How many of a file's first lines are searched for a generated-file marker (as mining).
+HEAD_LINES = 10
+
+
+# -- what is reviewable ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file's hunks offered for review, with what the file filters read besides them."""
+
+    path: str
+    hunks: tuple[Hunk, ...]
+    #: the first lines of the file as it is after the change (as it was, for a deletion)
+    head_lines: tuple[str, ...] = ()
+    binary: bool = False
+    submodule: bool = False
+    malformed: bool = False
+    undecodable: bool = False
+    #: bytes of the diff body; None: counted from the hunks
+    size: int | None = None
+
+
+_SKIP_WORDS = {
+    filters.BINARY: "a binary file",
+    filters.MALFORMED: "a diff that does not parse",
+    filters.SUBMODULE: "a submodule",
+    filters.VENDORED: "vendored code",
+    filters.LOCKFILE: "a lockfile",
+    filters.MINIFIED: "minified code",
+    filters.GENERATED: "a generated file",
+    filters.TOO_LARGE: f"a change of over {filters.MAX_FILE_BYTES} bytes",
+    filters.UNDECODABLE: "not UTF-8 text",
+    filters.HUNK_TOO_LONG: f"a hunk of over {filters.MAX_HUNK_LINES} lines",
+}
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A file (``hunk`` None) or one hunk of it that is not reviewed, and why: a reason of
+    ``training.mining.filters``, the same that keeps it out of the training data."""
+
+    path: str
+    reason: str
+    hunk: Hunk | None = None
+
+    @property
+    def description(self) -> str:
+        """The reason in words, for a log line or a message."""
+        return f"{_SKIP_WORDS[self.reason]} (training skips these too)"
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "reason": self.reason,
+            "hunk_id": self.hunk.id if self.hunk is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class Reviewable:
+    """The hunks to score, in diff order, and the files and hunks the filters left out."""
+
+    hunks: list[Hunk]
+    skipped: list[Skip]
+
+    def counts(self) -> dict[str, int]:
+        """Skipped files and hunks by reason, in the order mining checks them."""
+        found = Counter(skip.reason for skip in self.skipped)
+        return {reason: found[reason] for reason in filters.REASONS if found[reason]}
+
+
+def path_skip(path: str) -> Skip | None:
+    """Why a file's path alone keeps it out of review (vendored, a lockfile, a minified or
+    generated name), or None: known before any diff is computed."""
+    reason = filters.path_reason(path)
+    return None if reason is None else Skip(path, reason)
+
+
+def reviewable(files: Iterable[FileChange]) -> Reviewable:
+    """Apply mining's filters to the files of a review: a file whose path or content keeps
+    it out of the training data (binary, vendored, lockfile, minified, generated ...) is
+    not scored either, nor is a hunk longer than training allows."""
+    hunks: list[Hunk] = []
+    skipped: list[Skip] = []
+    for file in files:
+        reason = _file_reason(file)
+        if reason is not None:
+            skipped.append(Skip(file.path, reason))
+            continue
+        for hunk in file.hunks:
+            if len(hunk.lines) > filters.MAX_HUNK_LINES:
+                skipped.append(Skip(file.path, filters.HUNK_TOO_LONG, hunk))
+            else:
+                hunks.append(hunk)
+    return Reviewable(hunks, skipped)
+
+
+def _file_reason(file: FileChange) -> str | None:
+    """The miner's checks, in its order (training.mining.miner: _file_reason, _collect)."""
+    if file.binary:
+        return filters.BINARY
+    if file.malformed:
+        return filters.MALFORMED
+    if file.submodule:
+        return filters.SUBMODULE
+    if not file.hunks:  # a rename or a mode change: nothing to review, nothing to count
+        return None
+    skip = path_skip(file.path)
+    if skip is not None:
+        return skip.reason
+    size = file.size
+    if size is None:
+        size = sum(len(hunk.text.encode("utf-8", errors="replace")) + 1 for hunk in file.hunks)
+    if size > filters.MAX_FILE_BYTES:
+        return filters.TOO_LARGE
+    if file.undecodable:
+        return filters.UNDECODABLE
+    added = [line[1:] for hunk in file.hunks for line in hunk.lines if line[:1] == "+"]
+    return filters.content_reason(added[:200], list(file.head_lines[:HEAD_LINES]))
+
+
+# -- the gate, and what a finding says ---------------------------------------------------
+
+
+def is_flagged(probability: float, threshold: float) -> bool:
+    """The review-necessity gate: a hunk is flagged when its served probability is at
+    least the threshold."""
+    return probability >= threshold
+
+
+def review_threshold(setting: float | None, bundle_default: float) -> float:
+    """The threshold a review uses: the user's when set, else the bundle's own
+    (``Engine.default_threshold``: chosen on its valid split, 0.5 for older bundles)."""
+    return bundle_default if setting is None else setting
+
+
+def finding_message(probability: float, comment: str | None) -> str:
+    """What a finding says: its review comment, else the probability message (while the
+    comment is pending, with comments off, without an rcg adapter, or when the model
+    gave an empty comment)."""
+    if comment:
+        return comment
+    return f"This change may need review (p={probability:.2f})"
+
+
+def scoring_problem(bundle: Path, manifest: Manifest) -> str | None:
+    """None when the bundle can score hunks (it has an rnp adapter); else
+    :func:`unscorable_message`."""
+    return None if RNP in manifest.tasks else unscorable_message(bundle, manifest)
+
+
+def unscorable_message(bundle: Path, manifest: Manifest | None) -> str:
+    """One sentence for a bundle without an rnp adapter: why it cannot score and what to do.
+    Such a bundle comes from a history with no labelled fixes yet (the trainer skips rnp
+    and records why in ``training.skipped_tasks``; ``manifest`` None: not known)."""
+    training = manifest.training if manifest is not None else {}
+    skipped = training.get("skipped_tasks") if isinstance(training, dict) else None
+    reason = skipped.get(RNP) if isinstance(skipped, dict) else None
+    advice = (
+        "train on a longer history (`hunkwise train-from-repo` with more commits) or import "
+        "labelled reviews (`hunkwise import codereviewer ...`)"
+    )
+    if isinstance(reason, str) and reason.strip():
+        return (
+            "this history has no labelled fixes yet, so hunkwise cannot score hunks (the "
+            f"bundle at {bundle} has no rnp adapter; training skipped it: {reason.strip()}): "
+            f"{advice}"
+        )
+    return (
+        f"the bundle at {bundle} has no rnp adapter, so hunkwise cannot score hunks: "
+        f"{advice}, with rnp among the tasks trained"
+    )
 
 
 @dataclass(frozen=True)
 class Finding:
-    """A hunk the review-necessity adapter flagged.
+    """A hunk the review-necessity gate flagged.
 
     Lines are 1-based on the new side: the span of the hunk's added lines, or for a pure
     deletion one line at the deletion point (see :func:`finding_lines`).
@@ -46,20 +224,18 @@ class Finding:
 
     @property
     def message(self) -> str:
-        """The comment, or a generic message while there is none."""
-        if self.comment:
-            return self.comment
-        return f"This change may need review (p={self.probability:.2f})"
+        return finding_message(self.probability, self.comment)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def review_hunks(
-    engine: Engine, hunks: Sequence[Hunk], threshold: float = 0.5, comments: bool = True
+    engine: Engine, hunks: Sequence[Hunk], threshold: float | None = None, comments: bool = True
 ) -> list[Finding]:
-    """Score every hunk in one batched call; hunks scoring at least ``threshold`` become
-    findings (in input order), with a generated comment each when ``comments`` is on."""
+    """Score every hunk in one batched call; hunks scoring at least ``threshold`` (None: the
+    bundle's) become findings (in input order), with a generated comment each when
+    ``comments`` is on."""
     if not hunks:
         return []
     return findings_for(engine, hunks, engine.score(hunks), threshold, comments)
@@ -69,13 +245,16 @@ def findings_for(
     engine: Engine,
     hunks: Sequence[Hunk],
     probabilities: Sequence[float],
-    threshold: float = 0.5,
+    threshold: float | None = None,
     comments: bool = True,
 ) -> list[Finding]:
-    """Findings for already scored hunks: those at or over ``threshold``, commented. A
-    bundle without an rcg adapter (a history with no labelled fixes has no comments to
-    learn) gives findings whose message is the probability message."""
-    flagged = [(hunk, p) for hunk, p in zip(hunks, probabilities, strict=True) if p >= threshold]
+    """Findings for already scored hunks: those at or over ``threshold`` (None: the
+    bundle's), commented. A bundle without an rcg adapter (a history with no labelled fixes
+    has no comments to learn) gives findings whose message is the probability message."""
+    cut = review_threshold(threshold, engine.default_threshold)
+    flagged = [
+        (hunk, p) for hunk, p in zip(hunks, probabilities, strict=True) if is_flagged(p, cut)
+    ]
     texts: list[str | None] = [None] * len(flagged)
     if comments and flagged and engine.has_task(RCG):
         texts = list(engine.comment([hunk for hunk, _ in flagged]))
@@ -97,7 +276,9 @@ def findings_for(
 
 
 def finding_lines(hunk: Hunk) -> tuple[int, int]:
-    """(first, last) new-side line a finding about ``hunk`` points at."""
+    """(first, last) new-side line a finding about ``hunk`` points at: its added lines, or
+    for a pure deletion one line, the deletion point (the editor's zero-width range sits at
+    the start of that line)."""
     added = hunk.added
     if added:
         return added[0][0], added[-1][0]
@@ -119,38 +300,74 @@ def finding_lines(hunk: Hunk) -> tuple[int, int]:
 # -- diffs -------------------------------------------------------------------------------
 
 
-def hunks_for(repo: Path, spec: str | None = None, staged: bool = False) -> list[Hunk]:
-    """The hunks to review in ``repo``.
+def hunks_for(repo: Path, spec: str | None = None, staged: bool = False) -> Reviewable:
+    """The hunks to review in ``repo``, and what the filters skipped (:func:`reviewable`).
 
     ``spec`` is a revision (that commit against its first parent; a root commit against
     the empty tree) or a range ``A..B`` (``A...B``: from their merge base); ``staged``
     reviews the index against HEAD; neither reviews the working tree's uncommitted
     changes to tracked files against HEAD. Reads the repository, never writes to it.
     """
+    from training.mining.gitlog import DIFF_OPTIONS, parse_git_diff
+
     if spec is not None and staged:
         raise HunkwiseError("give either a revision (or range) or --staged, not both")
     git_repo = open_repo(repo)
     # Plumbing only: porcelain `git diff` refreshes the index (a write into the user's
-    # repository) even with GIT_OPTIONAL_LOCKS=0.
+    # repository) even with GIT_OPTIONAL_LOCKS=0. `new_side` names the version the diff
+    # leads to, whose first lines the generated-file filter reads (None: the work tree).
+    new_side: str | None
     if staged:
-        command = ["diff-index", "--cached", _head_or_empty(git_repo)]
+        command, new_side = ["diff-index", "--cached", _head_or_empty(git_repo)], ""
     elif spec is None:
-        command = ["diff-index", _head_or_empty(git_repo)]
+        command, new_side = ["diff-index", _head_or_empty(git_repo)], None
     elif ".." in spec:
-        command = ["diff-tree", "-r", *_range(git_repo, spec)]
+        left, right = _range(git_repo, spec)
+        command, new_side = ["diff-tree", "-r", left, right], right
     else:
         commit = _resolve(git_repo, spec)
         parents = _git(git_repo, "rev-list", "--parents", "-n", "1", commit).split()
         parent = parents[1] if len(parents) > 1 else _empty_tree(git_repo)
-        command = ["diff-tree", "-r", parent, commit]
+        command, new_side = ["diff-tree", "-r", parent, commit], commit
     # Mining's fixed options and parser, so a review sees hunks exactly as training did.
     data = _git(git_repo, command[0], "-p", *DIFF_OPTIONS, *command[1:], "--", raw=True)
-    return [
-        hunk
-        for file in parse_git_diff(data)
-        if not (file.binary or file.submodule)
-        for hunk in file.hunks
-    ]
+    return reviewable(_file_change(git_repo, file, new_side) for file in parse_git_diff(data))
+
+
+def _file_change(git_repo, file: FileDiff, new_side: str | None) -> FileChange:
+    head: tuple[str, ...] = ()
+    if file.hunks and path_skip(file.path) is None:
+        head = tuple(_head_lines(git_repo, file, new_side))
+    return FileChange(
+        path=file.path,
+        hunks=tuple(file.hunks),
+        head_lines=head,
+        binary=file.binary,
+        submodule=file.submodule,
+        malformed=file.malformed,
+        undecodable=file.undecodable,
+        size=file.size,
+    )
+
+
+def _head_lines(git_repo, file: FileDiff, new_side: str | None) -> list[str]:
+    """The first lines of the file after the change (before it, for a deleted file), as
+    mining reads them. An added or deleted file's one hunk is the whole file."""
+    if file.status in ("A", "D"):
+        tag = "+" if file.status == "A" else "-"
+        body = [line[1:] for line in file.hunks[0].lines if line[:1] == tag]
+        return body[:HEAD_LINES]
+    try:
+        if new_side is None:
+            with open(Path(git_repo.working_tree_dir) / file.path, "rb") as source:
+                data = b"".join(source.readline() for _ in range(HEAD_LINES))
+        elif "\n" in file.path:
+            return []  # cat-file --batch reads one object name per line
+        else:
+            data = git_repo.git.get_object_data(f"{new_side}:{file.path}")[3]
+    except (OSError, ValueError):
+        return []  # gone since the diff was read: nothing to search
+    return data.decode("utf-8", errors="replace").split("\n")[:HEAD_LINES]
 
 
 def open_repo(path: Path):
@@ -173,6 +390,8 @@ def repo_root(path: Path) -> Path:
 
 def _git(git_repo, *args: str, stdin: int | None = None, raw: bool = False):
     import git
+
+    from training.mining.gitlog import GIT_CONFIG
 
     # GIT_OPTIONAL_LOCKS=0: git must not refresh the index (a write) behind our back.
     env = {"GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
@@ -248,11 +467,13 @@ def render_text(findings: Sequence[Finding]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def render_json(findings: Sequence[Finding]) -> str:
+def render_json(findings: Sequence[Finding], skipped: Sequence[Skip] = ()) -> str:
+    """The findings, and the files and hunks the filters kept out of the review."""
     document = {
         "tool": TOOL_NAME,
         "version": __version__,
         "findings": [finding.to_dict() for finding in findings],
+        "skipped": [skip.to_dict() for skip in skipped],
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 

@@ -79,6 +79,10 @@ _GENERATED_MARKER = re.compile(
 )
 #: An added line longer than this marks a file as minified.
 MAX_LINE_CHARS = 1000
+#: A file whose diff body is larger than this is skipped (``hunkwise mine --max-file-bytes``).
+MAX_FILE_BYTES = 1_000_000
+#: A hunk with more body lines than this is skipped (``hunkwise mine --max-hunk-lines``).
+MAX_HUNK_LINES = 200
 
 
 def path_reason(path: str) -> str | None:

@@ -61,8 +61,8 @@ class MineOptions:
     horizon_commits: int | None = None  # None: auto_horizon(commits), unless horizon_days
     horizon_days: float | None = None
     jobs: int = 1
-    max_file_bytes: int = 1_000_000
-    max_hunk_lines: int = 200
+    max_file_bytes: int = filters.MAX_FILE_BYTES
+    max_hunk_lines: int = filters.MAX_HUNK_LINES
 
 
 @dataclass

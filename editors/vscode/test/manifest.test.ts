@@ -16,7 +16,7 @@ test("every server key and client key is contributed, nothing else", () => {
 });
 
 test("defaults are the contract's (docs/architecture.md section 6)", () => {
-  assert.equal(properties["hunkwise.threshold"].default, 0.5);
+  assert.equal(properties["hunkwise.threshold"].default, null); // the bundle's own threshold
   assert.equal(properties["hunkwise.diffBase"].default, "HEAD");
   assert.equal(properties["hunkwise.device"].default, "auto");
   assert.equal(properties["hunkwise.comments"].default, true);

@@ -1,0 +1,406 @@
+"""The language server against what a careless or hostile client can send: raw JSON-RPC
+frames with bad params, bad ids and unknown methods (each request answered exactly once),
+a second ``initialize``, documents with characters ``str.splitlines`` breaks at but LSP
+does not, and commands aimed outside the workspace, past a document's end or with huge
+instructions. Over stdio with the real server, and the STAND-IN engine of
+tests/lsp_stand_in_engine.py where a bundle must be ready."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import queue
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+from pygls.workspace.position_codec import PositionCodec
+
+from server.text import LspTextDocument
+from tests.gitrepo import GitRepo
+from tests.lsp_session import (
+    ROOT,
+    SERVER,
+    STAND_IN_SERVER,
+    execute,
+    open_document,
+    published,
+    session,
+    status,
+)
+from tests.lsp_stand_in_engine import write_stand_in_bundle
+
+
+class RawClient:
+    """A bare JSON-RPC client over the server's stdin/stdout, with Content-Length framing:
+    it sends whatever bytes a test gives it and collects every message the server sends."""
+
+    def __init__(self, command: tuple[str, ...], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        self.received: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        stream = self.process.stdout
+        assert stream is not None
+        while True:
+            length = None
+            while (header := stream.readline()) not in (b"\r\n", b""):
+                name, _, value = header.decode("ascii").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            if not header or length is None:
+                return
+            self.received.put(json.loads(stream.read(length)))
+
+    def send(self, message: dict[str, Any] | bytes) -> None:
+        body = message if isinstance(message, bytes) else json.dumps(message).encode()
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.process.stdin.flush()
+
+    def request(self, msg_id: Any, method: str, params: Any = None) -> None:
+        self.send({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params})
+
+    def notify(self, method: str, params: Any = None) -> None:
+        self.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def collect(self, seconds: float) -> list[dict[str, Any]]:
+        """Every message that arrives within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                self.seen.append(self.received.get(timeout=left))
+            except queue.Empty:
+                break
+        return list(self.seen)
+
+    def response(self, msg_id: Any, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m for m in self.seen if m.get("id") == msg_id and "method" not in m]
+            if found:
+                return found[0]
+            left = deadline - time.monotonic()
+            assert left > 0, f"no response to request {msg_id!r}"
+            with contextlib.suppress(queue.Empty):
+                self.seen.append(self.received.get(timeout=left))
+
+    def initialize(self, root: Path, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.request(
+            "init",
+            "initialize",
+            {
+                "processId": None,
+                "rootUri": root.as_uri(),
+                "capabilities": {},
+                "initializationOptions": options or {},
+            },
+        )
+        answer = self.response("init")
+        self.notify("initialized", {})
+        return answer
+
+    def close(self) -> None:
+        self.request("bye", "shutdown")
+        self.response("bye")
+        self.notify("exit")
+        try:
+            self.process.wait(10)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+
+# -- every request gets exactly one response ----------------------------------------------
+
+_URI = {"uri": "file:///nowhere/x.py"}
+_POINT = {"line": 0, "character": 0}
+#: id -> (method, params, expected error code)
+_BAD_REQUESTS: dict[Any, tuple[str, Any, int]] = {
+    1: ("textDocument/hover", {"textDocument": _URI, "position": {"line": -1, "character": 0}}, -32602),
+    2: ("textDocument/codeAction", {"textDocument": _URI, "range": {"start": _POINT, "end": _POINT}}, -32602),
+    3: ("workspace/executeCommand", {}, -32602),
+    4: ("textDocument/hover", True, -32602),
+    5: ("textDocument/hover", [1], -32602),
+    6: ("textDocument/hover", 42, -32602),
+    7: ("textDocument/hover", None, -32602),
+    "eight": ("textDocument/codeAction", {"textDocument": _URI}, -32602),
+    9: ("hunkwise/noSuchMethod", {}, -32601),
+    10: ("workspace/executeCommand", {"command": "hunkwise.noSuchCommand"}, -32602),
+    11: ("workspace/executeCommand", {"command": "hunkwise.dismiss", "arguments": [7]}, -32602),
+    12: ("textDocument/diagnostic", {"textDocument": {}}, -32602),
+}  # fmt: skip
+
+
+def test_every_bad_request_gets_one_error_response_and_no_popup(tmp_path: Path) -> None:
+    client = RawClient(SERVER, _env(tmp_path))
+    try:
+        client.request(0, "textDocument/hover", {"textDocument": _URI, "position": _POINT})
+        assert client.response(0)["error"]["code"] == -32002  # before initialize
+        assert "result" in client.initialize(tmp_path)
+        for msg_id, (method, params, _) in _BAD_REQUESTS.items():
+            client.request(msg_id, method, params)
+        client.send({"jsonrpc": "2.0", "id": {"an": "object"}, "method": "textDocument/hover"})
+        client.send({"jsonrpc": "2.0", "id": 13, "method": ["not", "a", "string"]})
+        client.notify("textDocument/didOpen", {"textDocument": 5})
+        client.notify("textDocument/didChange", [1])
+        client.notify("textDocument/didChange", [1])
+        client.notify("hunkwise/unknownNotification", {})
+        client.send(b"{not json")
+        messages = client.collect(3.0)
+        # and a valid request is still answered afterwards
+        client.request(99, "workspace/executeCommand", {"command": "hunkwise.status"})
+        assert client.response(99)["result"]["state"] == "no-bundle"
+    finally:
+        client.close()
+    responses = [m for m in messages if "method" not in m]
+    by_id: dict[Any, list[dict]] = {}
+    for response in responses:
+        assert "id" in response, response  # null when there is no usable id
+        key = json.dumps(response.get("id"))
+        by_id.setdefault(key, []).append(response)
+    for msg_id, (method, _, code) in _BAD_REQUESTS.items():
+        (answer,) = by_id.pop(json.dumps(msg_id))
+        assert "error" in answer, (method, answer)
+        assert answer["error"]["code"] == code, (method, answer)
+        assert "data" not in answer["error"], answer
+    (bad_method,) = by_id.pop("13")
+    assert bad_method["error"]["code"] == -32600
+    # No usable id: answered with a null id (an Invalid Request and the Parse Error).
+    assert sorted(a["error"]["code"] for a in by_id.pop("null")) == [-32700, -32600]
+    assert set(by_id) == {"0", '"init"'}  # answered above
+    messages_of = {
+        json.dumps(r["id"]): r["error"]["message"] for r in responses if "error" in r and r["id"]
+    }
+    assert "position" in messages_of["1"] and "-1" in messages_of["1"]
+    assert "context" in messages_of["2"]
+    assert "command" in messages_of["3"]
+    for text in messages_of.values():
+        assert str(ROOT) not in text and "site-packages" not in text and "Traceback" not in text
+    popups = [m for m in messages if m.get("method") == "window/showMessage"]
+    # The one popup is the expected "no bundle" warning (no git repository here).
+    assert [
+        p["params"]["message"] for p in popups if "Error in server" in p["params"]["message"]
+    ] == []
+    assert len(popups) <= 1
+
+
+def test_a_second_initialize_is_refused_and_the_model_host_starts_once(tmp_path: Path) -> None:
+    bundle = write_stand_in_bundle(tmp_path / "bundle")
+    client = RawClient(STAND_IN_SERVER, _env(tmp_path))
+    try:
+        client.initialize(tmp_path, {"bundle": str(bundle)})
+        for attempt in range(500):
+            client.request(
+                f"status-{attempt}", "workspace/executeCommand", {"command": "hunkwise.status"}
+            )
+            if client.response(f"status-{attempt}")["result"]["state"] == "ready":
+                break
+            time.sleep(0.02)
+        client.request(
+            "again", "initialize", {"processId": None, "rootUri": None, "capabilities": {}}
+        )
+        refused = client.response("again")
+        assert refused["error"]["code"] == -32600
+        assert "once" in refused["error"]["message"]
+        client.request("after", "workspace/executeCommand", {"command": "hunkwise.status"})
+        assert client.response("after")["result"]["state"] == "ready"
+    finally:
+        client.close()
+    assert client.process.returncode == 0
+
+
+# -- LSP's lines ----------------------------------------------------------------------------
+
+#: Pieces of text: LSP line breaks, characters str.splitlines breaks at but LSP does not,
+#: non-BMP characters (two UTF-16 units) and CJK.
+_PIECES = st.sampled_from(
+    ["a", "xyz", " ", "\n", "\r\n", "\r", "\f", "\v", "\x85", "\u2028", "\x1c", "😀", "é", "漢字"]
+)
+_TEXT = st.lists(_PIECES, max_size=12).map("".join)
+
+
+def _reference_lines(text: str) -> list[str]:
+    """LSP's lines, written out by hand: a line ends at "\\r\\n", "\\r" or "\\n" only."""
+    lines, current, index = [], "", 0
+    while index < len(text):
+        char = text[index]
+        if char == "\r" and text[index + 1 : index + 2] == "\n":
+            lines.append(current)
+            current, index = "", index + 2
+            continue
+        if char in "\r\n":
+            lines.append(current)
+            current = ""
+        else:
+            current += char
+        index += 1
+    return [*lines, current]
+
+
+def _reference_offset(text: str, line: int, utf16: int) -> int:
+    lines = _reference_lines(text)
+    if line >= len(lines):
+        return len(text)
+    starts, offset = [], 0
+    for index, content in enumerate(lines):
+        starts.append(offset)
+        offset += len(content)
+        if index < len(lines) - 1:
+            offset += 2 if text[offset : offset + 2] == "\r\n" else 1
+    units, column = 0, 0
+    for char in lines[line]:
+        if units >= utf16:
+            break
+        units += 2 if ord(char) > 0xFFFF else 1
+        column += 1
+    return starts[line] + column
+
+
+@st.composite
+def _edit(draw: st.DrawFn, text: str) -> tuple[types.Position, types.Position, str]:
+    """A change between two positions on code-point boundaries (columns may run past a
+    line's end: LSP clamps them), replacing with random text."""
+    lines = _reference_lines(text)
+
+    def point() -> types.Position:
+        line = draw(st.integers(0, len(lines)))
+        content = lines[line] if line < len(lines) else ""
+        column = draw(st.integers(0, len(content) + 2))
+        units = sum(2 if ord(c) > 0xFFFF else 1 for c in content[:column]) + max(
+            0, column - len(content)
+        )
+        return types.Position(line, units)
+
+    first, second = point(), point()
+    if (second.line, second.character) < (first.line, first.character):
+        first, second = second, first
+    return first, second, draw(_TEXT)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), start=_TEXT)
+def test_incremental_edits_follow_lsp_lines(data: st.DataObject, start: str) -> None:
+    document = LspTextDocument("file:///x.txt", start, version=0, position_codec=PositionCodec())
+    text = start
+    for version in range(1, data.draw(st.integers(1, 8)) + 1):
+        first, second, new = data.draw(_edit(text))
+        begin = _reference_offset(text, first.line, first.character)
+        end = max(begin, _reference_offset(text, second.line, second.character))
+        text = text[:begin] + new + text[end:]
+        document.apply_change(
+            types.TextDocumentContentChangePartial(range=types.Range(first, second), text=new)
+        )
+        document.version = version
+        assert document.source == text
+        assert [line.rstrip("\r\n") for line in document.lines] == [
+            line for line in _reference_lines(text)
+        ][: len(document.lines)]
+
+
+def test_a_form_feed_file_gets_its_diagnostic_on_the_right_line(tmp_path: Path) -> None:
+    code = "".join(f"value_{n} = {n}\n" for n in range(1, 9))
+    with_feeds = "\f\n".join(code.splitlines(keepends=True)[:4]) + "\f\x85\n" + code[40:]
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("Add", feeds_dot_py=with_feeds)
+    bundle = write_stand_in_bundle(tmp_path / "bundle")
+    uri = (repo.path / "feeds.py").as_uri()
+
+    async def run() -> None:
+        async with session(
+            repo.path, {"bundle": str(bundle), "debounceMs": 0}, STAND_IN_SERVER, env=_env(tmp_path)
+        ) as client:
+            for _ in range(500):
+                if (await status(client))["state"] == "ready":
+                    break
+                await asyncio.sleep(0.02)
+            open_document(client, uri, with_feeds)
+            target = with_feeds.rfind("value_")  # the start of the last line
+            line = with_feeds.count("\n", 0, target)  # LSP lines: "\f" and "\x85" don't count
+            client.text_document_did_change(
+                types.DidChangeTextDocumentParams(
+                    text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+                    content_changes=[
+                        types.TextDocumentContentChangePartial(
+                            range=types.Range(types.Position(line, 0), types.Position(line, 0)),
+                            text="print('debug')\n",
+                        )
+                    ],
+                )
+            )
+            (diagnostic,) = (await published(client, uri, 2)).diagnostics
+            assert diagnostic.range == types.Range(
+                types.Position(line, 0), types.Position(line, 14)
+            )
+
+    asyncio.run(run())
+
+
+# -- commands act only where the user works ------------------------------------------------
+
+
+def test_commands_refuse_files_outside_ranges_past_the_end_and_long_instructions(
+    tmp_path: Path,
+) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("Add", app_dot_py="a = 1\nb = 2\n")
+    bundle = write_stand_in_bundle(tmp_path / "bundle")
+    outside = tmp_path / "outside.py"
+    outside.write_text("secret = 1\n")
+    whole = {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}}
+
+    async def edit(client, uri: str, selection=whole, instruction: str = "Shout.") -> Any:
+        return await execute(
+            client,
+            "hunkwise.editWithInstruction",
+            {"uri": uri, "range": selection, "instruction": instruction},
+        )
+
+    async def run() -> None:
+        options = {"bundle": str(bundle), "maxInstructionChars": 50}
+        async with session(repo.path, options, STAND_IN_SERVER, env=_env(tmp_path)) as client:
+            for _ in range(500):
+                if (await status(client))["state"] == "ready":
+                    break
+                await asyncio.sleep(0.02)
+            for uri in ("file:///etc/hostname", outside.as_uri(), "untitled:Untitled-1"):
+                with pytest.raises(JsonRpcInvalidParams, match="open documents"):
+                    await edit(client, uri)
+                with pytest.raises(JsonRpcInvalidParams, match="open documents"):
+                    await execute(client, "hunkwise.applyRefinement", {"uri": uri, "hunk": "x"})
+            app = (repo.path / "app.py").as_uri()
+            far = {"start": {"line": 1_000_000, "character": 0}, "end": {"line": 1_000_000, "character": 0}}  # fmt: skip
+            with pytest.raises(JsonRpcInvalidParams, match="past the end"):
+                await edit(client, app, far)
+            with pytest.raises(JsonRpcInvalidParams, match="maxInstructionChars"):
+                await edit(client, app, whole, "x" * 51)
+            assert client.edits == []
+            # A file of the workspace that is not open, and then an open untitled buffer.
+            assert await edit(client, app) == {"applied": True}
+            open_document(client, "untitled:Untitled-1", "one\ntwo\n")
+            assert await edit(client, "untitled:Untitled-1") == {"applied": True}
+            assert client.edits[-1].edit.document_changes[0].edits[0].new_text == "ONE\n"
+
+    asyncio.run(run())
