@@ -318,6 +318,9 @@ def test_pr_auc_and_precision_at_k():
     assert pr_auc([0, 0], [0.3, 0.2]) is None
     assert precision_at([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1], 2) == 0.5
     assert precision_at([1, 0], [0.1, 0.9], 10) == 0.5
+    # Ties at the cut count in proportion: a constant scorer gets the base rate.
+    assert precision_at([1, 0, 0, 0], [0.5] * 4, 2) == 0.25
+    assert precision_at([1, 0, 1, 0], [0.9, 0.5, 0.5, 0.1], 2) == 0.75
 
 
 def test_evaluate_generation():

@@ -271,13 +271,19 @@ def precision_recall_curve(labels: Sequence[int], scores: Sequence[float]) -> Pr
 
 
 def precision_at(labels: Sequence[int], scores: Sequence[float], k: int) -> float | None:
-    """The share of "yes" among the ``k`` highest scores (ties broken by order); None for
-    an empty split."""
+    """The share of "yes" among the ``k`` highest scores; hunks tied at the cut count in
+    proportion (what a random order among them gives on average, so a constant scorer
+    gets the base rate). None for an empty split."""
     y, s = _labels_and_scores(labels, scores)
     if not len(y) or k < 1:
         return None
-    top = np.argsort(-s, kind="stable")[: min(k, len(y))]
-    return float(y[top].mean())
+    k = min(k, len(y))
+    cut = np.sort(s)[::-1][k - 1]
+    above = s > cut
+    tied = s == cut
+    taken = k - int(above.sum())
+    positives = y[above].sum() + taken * y[tied].mean()
+    return float(positives / k)
 
 
 @dataclass(frozen=True)
