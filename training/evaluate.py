@@ -794,6 +794,19 @@ def write_predictions(path: Path, ids: Sequence[str], served, adapter, labels) -
     tmp.replace(path)
 
 
+def rnp_logits(engine, records, console, description: str) -> list[float]:
+    """The rnp adapter's logit for each record's hunk, in batches, with a progress bar."""
+    from training.progress import progress_bar
+
+    logits: list[float] = []
+    with progress_bar(console, description, len(records)) as advance:
+        for start in range(0, len(records), 64):
+            batch = records[start : start + 64]
+            logits += engine.logits([r.input for r in batch])
+            advance(len(batch))
+    return logits
+
+
 def evaluate_bundle(
     bundle: Path,
     data_dir: Path,
@@ -838,12 +851,7 @@ def evaluate_bundle(
         train = read_split(data_dir, "rnp", "train")
         valid = read_split(data_dir, "rnp", "valid")
         if test and train:
-            logits: list[float] = []
-            with progress_bar(console, "Evaluating rnp", len(test)) as advance:
-                for start in range(0, len(test), 64):
-                    batch = test[start : start + 64]
-                    logits += engine.logits([r.input for r in batch])
-                    advance(len(batch))
+            logits = rnp_logits(engine, test, console, "Evaluating rnp")
             adapter = [float(p) for p in sigmoid(logits)]
             calibration = engine.calibration
             served = (

@@ -804,7 +804,7 @@ def _calibrate(
     (:mod:`training.calibration`); None without valid hunks."""
     from training.calibration import fit_calibration, hunk_line_counts, lapredict_fit
     from training.engine import Engine
-    from training.progress import progress_bar
+    from training.evaluate import rnp_logits
 
     valid = read_split(data_dir, RNP, "valid")
     if not valid:
@@ -815,12 +815,7 @@ def _calibrate(
             )
         return None
     engine = Engine.load(bundle, device=device)
-    logits: list[float] = []
-    with progress_bar(console, "rnp: calibrating on the valid split", len(valid)) as advance:
-        for start in range(0, len(valid), 64):
-            batch = valid[start : start + 64]
-            logits += engine.logits([r.input for r in batch])
-            advance(len(batch))
+    logits = rnp_logits(engine, valid, console, "rnp: calibrating on the valid split")
     train = read_split(data_dir, RNP, "train")
     size_model = lapredict_fit(
         [hunk_line_counts(r.input) for r in train], [int(r.output == LABEL_YES) for r in train]

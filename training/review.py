@@ -131,12 +131,9 @@ def reviewable(files: Iterable[FileChange]) -> Reviewable:
 
 def _file_reason(file: FileChange) -> str | None:
     """The miner's checks, in its order (training.mining.miner: _file_reason, _collect)."""
-    if file.binary:
-        return filters.BINARY
-    if file.malformed:
-        return filters.MALFORMED
-    if file.submodule:
-        return filters.SUBMODULE
+    reason = filters.diff_reason(file)
+    if reason is not None:
+        return reason
     if not file.hunks:  # a rename or a mode change: nothing to review, nothing to count
         return None
     skip = path_skip(file.path)

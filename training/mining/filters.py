@@ -85,6 +85,18 @@ MAX_FILE_BYTES = 1_000_000
 MAX_HUNK_LINES = 200
 
 
+def diff_reason(file) -> str | None:
+    """What git's diff of a file already says keeps it out (``file`` has the flags
+    ``binary``, ``malformed`` and ``submodule``), in the order mining checks them."""
+    if file.binary:
+        return BINARY
+    if file.malformed:
+        return MALFORMED
+    if file.submodule:
+        return SUBMODULE
+    return None
+
+
 def path_reason(path: str) -> str | None:
     """A skip reason that follows from the path alone (stable across commits), or None."""
     parts = path.split("/")

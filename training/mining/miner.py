@@ -188,12 +188,9 @@ class _Walk:
 
     def _file_reason(self, file: FileDiff) -> str | None:
         """Why a file's lines are neither followed nor learnt from in this commit."""
-        if file.binary:
-            return filters.BINARY
-        if file.malformed:
-            return filters.MALFORMED
-        if file.submodule:
-            return filters.SUBMODULE
+        reason = filters.diff_reason(file)
+        if reason is not None:
+            return reason
         reason = filters.path_reason(file.path) or self.poisoned.get(file.path)
         if reason is None and file.size > self.options.max_file_bytes:
             reason = self.poisoned[file.path] = filters.TOO_LARGE
