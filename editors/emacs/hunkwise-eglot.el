@@ -32,6 +32,7 @@ instead of its usual language server."
 (defcustom hunkwise-settings '()
   "The server's settings, by the server's own names, as a plist.
 Keys: :bundle :device :threshold :diffBase :debounceMs :maxNewTokens
+:maxInstructionChars
 :comments :severity :exclude.  For example
 \\='(:bundle \"~/bundles/myrepo\" :threshold 0.4 :diffBase \"origin/main\").
 Unset keys get the server's defaults; use :json-false for false."

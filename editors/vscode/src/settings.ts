@@ -16,6 +16,7 @@ export const SERVER_SETTING_KEYS = [
   "diffBase",
   "debounceMs",
   "maxNewTokens",
+  "maxInstructionChars",
   "comments",
   "severity",
   "exclude",

@@ -19,6 +19,7 @@ test("initializationOptions carry every set server key under its own name", () =
     diffBase: "origin/main",
     debounceMs: 200,
     maxNewTokens: 64,
+    maxInstructionChars: 500,
     comments: false,
     severity: "warning",
     exclude: ["docs/**"],

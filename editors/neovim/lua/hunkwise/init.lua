@@ -16,6 +16,7 @@ M.setting_keys = {
   'diffBase',
   'debounceMs',
   'maxNewTokens',
+  'maxInstructionChars',
   'comments',
   'severity',
   'exclude',
