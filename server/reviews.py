@@ -20,7 +20,7 @@ from lsprotocol import types
 from pygls.uris import from_fs_path, to_fs_path
 
 from server.model import ModelState, NoModel, Priority, ResultCache, describe_error
-from server.text import LineMap
+from server.text import LineMap, model_safe
 from server.workspace import BaseText, Skipped, comparable_buffer
 from training.errors import HunkwiseError
 from training.hunks import Hunk, diff_texts
@@ -266,8 +266,10 @@ class Reviewer:
         skip = path_skip(target.relpath)
         if skip is not None:  # no diff needed to know
             return Skipped(skip.description), [], (skip,)
-        buffer = comparable_buffer(target.text, text)
-        hunks = diff_texts(target.text, buffer, target.relpath)
+        # The one road from a buffer to the model: what a tokenizer cannot take goes here.
+        base = model_safe(target.text)
+        buffer = model_safe(comparable_buffer(target.text, text))
+        hunks = diff_texts(base, buffer, target.relpath)
         head = tuple(buffer.split("\n", HEAD_LINES)[:HEAD_LINES])
         selection = reviewable([FileChange(target.relpath, tuple(hunks), head)])
         whole_file = [skip for skip in selection.skipped if skip.hunk is None]
@@ -563,6 +565,13 @@ class Reviewer:
                 "that review finding is gone (the file changed since); wait for the new review"
             )
         return state.review, item
+
+    def knows(self, hunk_id: str) -> bool:
+        """Whether a review of an open document holds this hunk (flagged or not)."""
+        return any(
+            state.review is not None and state.review.find(hunk_id) is not None
+            for state in self._docs.values()
+        )
 
     def dismiss(self, uri: str, hunk_id: str) -> bool:
         """Hide a finding until its hunk's content changes (its id is a content hash)."""

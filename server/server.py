@@ -4,20 +4,24 @@ it, and the LSP features and commands as small functions next to each other."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sys
+import threading
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from lsprotocol import types
 from pygls.capabilities import get_capability
 from pygls.exceptions import FeatureRequestError, JsonRpcInvalidParams
+from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
-from server import training_job
+from server import frames, training_job
 from server.model import EngineLoader, ModelHost, ModelState, NoModel, describe_error, load_engine
 from server.protocol import HunkwiseProtocol
 from server.reviews import Reviewer
@@ -27,7 +31,7 @@ from server.workspace import Repositories
 from training import __version__
 from training.errors import HunkwiseError
 from training.review import RULE_ID, TOOL_NAME, review_threshold, unscorable_message
-from training.tasks import ADAPTER_TASKS, RNP
+from training.tasks import ADAPTER_TASKS, RCG, RNP
 
 log = logging.getLogger(__name__)
 
@@ -137,13 +141,57 @@ class HunkwiseServer(LanguageServer):
         self.initialized = False
         self.shutting_down = False
         self.shut_down_cleanly = False
+        #: why the connection was given up (input that is not LSP's framing), or None
+        self.framing_error: str | None = None
         self.training: asyncio.Task | None = None
         #: the loaded bundle's default threshold (None: no bundle loaded)
         self.bundle_threshold: float | None = None
+        #: Whether the loaded bundle writes review comments (it has an rcg adapter).
+        self.has_comments = True
         #: why the loaded bundle cannot score hunks (it has no rnp adapter), or None
         self.unscored: str | None = None
         self._announced: set[str] = set()
         self._loading: asyncio.Future | None = None
+
+    # -- the connection ----------------------------------------------------------------
+
+    def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """Serve over stdin/stdout with server.frames' limits instead of pygls' reader."""
+        self._stop_event = threading.Event()
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        source = frames.StdinFrames(stdin or sys.stdin.buffer, self.thread_pool)
+        try:
+            self.framing_error = asyncio.run(
+                frames.serve_frames(
+                    self._stop_event, source, self.protocol, self.report_server_error
+                )
+            )
+        except BrokenPipeError:
+            log.error("the client closed the connection; stopping")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()
+
+    def start_tcp(self, host: str, port: int) -> None:
+        """Serve one client at a time on a TCP port, with server.frames' limits."""
+        self._stop_event = stop_event = threading.Event()
+
+        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.protocol.set_writer(writer)  # type: ignore[arg-type]
+            self.framing_error = await frames.serve_frames(
+                stop_event, reader, self.protocol, self.report_server_error
+            )
+            self.shutdown()
+
+        async def serve() -> None:
+            self._server = await asyncio.start_server(connection, host, port)
+            async with self._server:
+                await self._server.serve_forever()
+
+        log.info("serving on %s:%s", host, port)
+        with contextlib.suppress(asyncio.CancelledError):
+            asyncio.run(serve())
 
     # -- what the client can do --------------------------------------------------------
 
@@ -323,6 +371,7 @@ class HunkwiseServer(LanguageServer):
                 f"on {self.host.device} in {outcome.seconds:.1f} s"
             )
             self.bundle_threshold = engine.default_threshold
+            self.has_comments = engine.has_task(RCG)
             if not engine.has_task(RNP):
                 # Once per load: reviews stay empty, the edit adapters keep working.
                 self.unscored = await _unscorable(bundle)
@@ -472,6 +521,10 @@ def hover(ls: HunkwiseServer, params: types.HoverParams) -> types.Hover | None:
     review, item = found
     if not ls.settings.comments:
         comment = "_Review comments are off (`hunkwise.comments`)._"
+    elif not ls.has_comments:
+        comment = (
+            "_No comment model in this bundle (it has no rcg adapter): the score is all it has._"
+        )
     elif item.comment is None:
         comment = "_Review comment pending…_"
     else:
@@ -689,7 +742,10 @@ async def apply_refinement(ls: HunkwiseServer, *args: Any) -> dict[str, Any]:
 
 def dismiss(ls: HunkwiseServer, *args: Any) -> dict[str, Any]:
     argument = _argument(args, "uri", "hunk")
-    return {"dismissed": ls.reviewer.dismiss(str(argument["uri"]), str(argument["hunk"]))}
+    uri, hunk = str(argument["uri"]), str(argument["hunk"])
+    if not ls.reviewer.knows(hunk):
+        return {"dismissed": False, "reason": f"no finding of hunk {hunk!r} to dismiss"}
+    return {"dismissed": ls.reviewer.dismiss(uri, hunk)}
 
 
 def status(ls: HunkwiseServer, *args: Any) -> dict[str, Any]:

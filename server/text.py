@@ -27,6 +27,15 @@ from training.hunks import Hunk
 from training.review import finding_lines
 
 _LSP_BREAK = re.compile(r"\r\n|\r|\n")
+#: What a tokenizer cannot take: lone UTF-16 surrogates (JSON's "\\udc80" arrives as one)
+#: and NUL.
+_UNTOKENIZABLE = re.compile("[\ud800-\udfff\x00]")
+
+
+def model_safe(text: str) -> str:
+    """``text`` with every lone surrogate and NUL replaced by U+FFFD: one code point and
+    one UTF-16 unit for one, so positions and ranges stay where they were."""
+    return _UNTOKENIZABLE.sub("\ufffd", text)
 
 
 class LineMap:

@@ -25,7 +25,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.workspace.position_codec import PositionCodec
 
-from server.text import LspTextDocument
+from server.text import LspTextDocument, model_safe
 from tests.gitrepo import GitRepo
 from tests.lsp_session import (
     ROOT,
@@ -44,14 +44,16 @@ class RawClient:
     """A bare JSON-RPC client over the server's stdin/stdout, with Content-Length framing:
     it sends whatever bytes a test gives it and collects every message the server sends."""
 
-    def __init__(self, command: tuple[str, ...], env: dict[str, str]) -> None:
+    def __init__(
+        self, command: tuple[str, ...], env: dict[str, str], stderr: int = subprocess.DEVNULL
+    ) -> None:
         self.process = subprocess.Popen(
             command,
             cwd=ROOT,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr,
         )
         self.received: queue.Queue[dict[str, Any]] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
@@ -70,10 +72,14 @@ class RawClient:
                 return
             self.received.put(json.loads(stream.read(length)))
 
-    def send(self, message: dict[str, Any] | bytes) -> None:
+    def send(self, message: dict[str, Any] | bytes, header: bytes = b"Content-Length") -> None:
         body = message if isinstance(message, bytes) else json.dumps(message).encode()
+        self.send_raw(header + b": %d\r\n\r\n" % len(body) + body)
+
+    def send_raw(self, data: bytes) -> None:
+        """Bytes as they are, framed or not."""
         assert self.process.stdin is not None
-        self.process.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.process.stdin.write(data)
         self.process.stdin.flush()
 
     def request(self, msg_id: Any, method: str, params: Any = None) -> None:
@@ -205,6 +211,57 @@ def test_every_bad_request_gets_one_error_response_and_no_popup(tmp_path: Path) 
         p["params"]["message"] for p in popups if "Error in server" in p["params"]["message"]
     ] == []
     assert len(popups) <= 1
+
+
+# -- framing ------------------------------------------------------------------------------
+
+
+def test_header_names_are_read_in_any_case(tmp_path: Path) -> None:
+    client = RawClient(SERVER, _env(tmp_path))
+    try:
+        client.initialize(tmp_path)
+        status_request = {"command": "hunkwise.status"}
+        body = {"jsonrpc": "2.0", "id": "lower", "method": "workspace/executeCommand"}
+        client.send({**body, "params": status_request}, header=b"content-length")
+        assert client.response("lower")["result"]["state"] == "no-bundle"
+        body = {**body, "id": "typed", "params": status_request}
+        text = json.dumps(body).encode()
+        client.send_raw(
+            b"CONTENT-LENGTH:%d\r\ncontent-type: application/vscode-jsonrpc; charset=utf-8"
+            b"\r\n\r\n%s" % (len(text), text)
+        )
+        assert client.response("typed")["result"]["state"] == "no-bundle"
+    finally:
+        client.close()
+    assert client.process.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"Content-Length: 99999999999999\r\n\r\n{}", "over the server's limit"),
+        (b"Content-Length: ten\r\n\r\n{}", "not a number"),
+        (b"Content-Type: x\r\n\r\n{}", "without a Content-Length"),
+        (b"GET / HTTP/1.1 " + b"x" * 5000 + b"\r\n", "longer than"),
+    ],
+    ids=["huge", "not-a-number", "no-length", "endless-line"],
+)
+def test_broken_framing_ends_the_server_with_its_reason(
+    tmp_path: Path, frame: bytes, reason: str
+) -> None:
+    client = RawClient(SERVER, _env(tmp_path), stderr=subprocess.PIPE)
+    try:
+        client.initialize(tmp_path)
+        client.send_raw(frame)
+        client.process.wait(30)
+    finally:
+        if client.process.poll() is None:
+            client.process.kill()
+    assert client.process.stderr is not None
+    log = client.process.stderr.read().decode()
+    assert client.process.returncode == 1  # not shut down: the client may restart it
+    assert "unreadable input from the client" in log and reason in log, log
+    assert "Traceback" not in log and "MemoryError" not in log, log
 
 
 def test_a_second_initialize_is_refused_and_the_model_host_starts_once(tmp_path: Path) -> None:
@@ -356,6 +413,64 @@ def test_a_form_feed_file_gets_its_diagnostic_on_the_right_line(tmp_path: Path) 
             )
 
     asyncio.run(run())
+
+
+# -- text a tokenizer cannot take ----------------------------------------------------------
+
+
+def test_model_safe_text_replaces_lone_surrogates_and_nul_one_for_one() -> None:
+    text = 'x = "\udc80"\x00 \ud800 😀 é\n'
+    safe = model_safe(text)
+    assert safe == 'x = "\ufffd"\ufffd \ufffd 😀 é\n'
+    assert len(safe) == len(text)
+    safe.encode("utf-8")  # no surrogate left
+
+
+def test_a_document_with_a_lone_surrogate_keeps_being_reviewed(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("Add", odd_dot_py="a = 1\n")
+    bundle = write_stand_in_bundle(tmp_path / "bundle")
+    uri = (repo.path / "odd.py").as_uri()
+    odd = 'a = 1\nx = "\udc80"\nprint(x)\n'  # json.dumps sends "\\udc80"; NUL is "binary"
+
+    def diagnostics(version: int) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for message in client.collect(0.2):
+                params = message.get("params") or {}
+                if message.get("method") == "textDocument/publishDiagnostics" and (
+                    params.get("version") == version and params["diagnostics"]
+                ):
+                    return params["diagnostics"]
+        raise AssertionError(f"no diagnostics for version {version}: {client.seen}")
+
+    client = RawClient(STAND_IN_SERVER, _env(tmp_path))
+    try:
+        client.initialize(repo.path, {"bundle": str(bundle), "debounceMs": 0})
+        for attempt in range(500):
+            client.request(
+                f"s{attempt}", "workspace/executeCommand", {"command": "hunkwise.status"}
+            )
+            if client.response(f"s{attempt}")["result"]["state"] == "ready":
+                break
+            time.sleep(0.02)
+        document = {"uri": uri, "languageId": "python", "version": 1, "text": odd}
+        client.notify("textDocument/didOpen", {"textDocument": document})
+        assert diagnostics(1)[0]["range"]["start"]["line"] == 1
+        client.notify(
+            "textDocument/didChange",
+            {
+                "textDocument": {"uri": uri, "version": 2},
+                "contentChanges": [{"text": odd + "print(2)\n"}],
+            },
+        )
+        assert diagnostics(2)[0]["range"]["end"]["line"] >= 3
+    finally:
+        client.close()
+    failures = [
+        m for m in client.seen if "model failed" in str(m.get("params", {}).get("message", ""))
+    ]
+    assert failures == []
 
 
 # -- commands act only where the user works ------------------------------------------------

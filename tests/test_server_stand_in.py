@@ -165,6 +165,8 @@ async def test_dismiss_hides_a_finding_until_its_hunk_changes(client, workspace)
     (diagnostic,) = (await published(client, uri, 2)).diagnostics
     since = len(client.published)
     hunk = diagnostic.data["hunk"]
+    unknown = await execute(client, "hunkwise.dismiss", {"uri": uri, "hunk": "f" * 32})
+    assert unknown == {"dismissed": False, "reason": f"no finding of hunk {'f' * 32!r} to dismiss"}
     assert await execute(client, "hunkwise.dismiss", {"uri": uri, "hunk": hunk}) == {
         "dismissed": True
     }
