@@ -36,15 +36,18 @@ class StandInEngine:
     batch_size = 4
     default_threshold = 0.5
 
-    def __init__(self, bundle: Path, max_new_tokens: int, delay: float) -> None:
+    def __init__(
+        self, bundle: Path, max_new_tokens: int, delay: float, tasks=ADAPTER_TASKS
+    ) -> None:
         self.max_new_tokens = max_new_tokens
         self.delay = delay
+        self.tasks = tuple(tasks)
         self.info = SimpleNamespace(
-            bundle=bundle, base_model="stand-in", adapters=ADAPTER_TASKS, device="cpu"
+            bundle=bundle, base_model="stand-in", adapters=self.tasks, device="cpu"
         )
 
     def has_task(self, task: str) -> bool:
-        return task in ADAPTER_TASKS
+        return task in self.tasks
 
     def _work(self, texts: list[str]) -> None:
         time.sleep(self.delay)
@@ -80,12 +83,19 @@ def load_stand_in(bundle: Path, device: str, max_new_tokens: int) -> StandInEngi
         raise BundleError(f"{manifest_path} cannot be read ({error})") from error
     if not manifest.get("stand_in"):
         raise BundleError(f"{bundle} is not a stand-in bundle")
-    return StandInEngine(Path(bundle), max_new_tokens, float(manifest.get("delay", 0.0)))
+    return StandInEngine(
+        Path(bundle),
+        max_new_tokens,
+        float(manifest.get("delay", 0.0)),
+        manifest.get("tasks", ADAPTER_TASKS),
+    )
 
 
-def write_stand_in_bundle(path: Path, delay: float = 0.0) -> Path:
+def write_stand_in_bundle(path: Path, delay: float = 0.0, tasks=ADAPTER_TASKS) -> Path:
+    """A stand-in bundle; ``tasks`` are the adapters it says it has."""
     path.mkdir(parents=True, exist_ok=True)
-    (path / "manifest.json").write_text(json.dumps({"stand_in": True, "delay": delay}))
+    manifest = {"stand_in": True, "delay": delay, "tasks": list(tasks)}
+    (path / "manifest.json").write_text(json.dumps(manifest))
     return path
 
 

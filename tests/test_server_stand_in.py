@@ -286,6 +286,23 @@ async def test_hover_is_answered_while_the_model_is_busy(tmp_path: Path) -> None
         assert "Review comment pending" in (await _hover(client, uri, 0)).contents.value
 
 
+async def test_hover_says_when_the_bundle_has_no_comment_model(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    bundle = write_stand_in_bundle(tmp_path / "bundle", tasks=("rnp", "cr", "edit"))
+    uri = (repo.path / "app.py").as_uri()
+    options = {"bundle": str(bundle), "debounceMs": 10}
+    async with session(repo.path, options, STAND_IN_SERVER, env=_env(tmp_path)) as client:
+        await _state(client, "ready")
+        open_document(client, uri, APP)
+        replace(client, uri, 2, APP, 0, 0, "print(1)\n")
+        (diagnostic,) = (
+            await published(client, uri, 2, check=lambda p: bool(p.diagnostics))
+        ).diagnostics
+        assert diagnostic.message.startswith("This change may need review (p=0.90)")
+        hover = (await _hover(client, uri, 0)).contents.value
+        assert "No comment model in this bundle" in hover and "pending" not in hover
+
+
 async def test_review_workspace_reviews_changed_and_untracked_files(tmp_path: Path) -> None:
     repo = _repo(tmp_path / "repo")
     bundle = write_stand_in_bundle(tmp_path / "bundle")
