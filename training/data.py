@@ -346,6 +346,27 @@ def encode_dataset(
     return encoded.select_columns(list(TRAINER_COLUMNS)), stats
 
 
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int):
+    """``(input_ids, attention_mask)`` of prompts padded on the left to one width, as the
+    engine runs them (the last column is every row's last token)."""
+    import torch
+
+    width = max(len(ids) for ids in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        if len(ids):
+            input_ids[row, width - len(ids) :] = torch.tensor(list(ids), dtype=torch.long)
+            attention_mask[row, width - len(ids) :] = 1
+    return input_ids, attention_mask
+
+
+def real_positions(attention_mask):
+    """Position ids that count real tokens only: left padding shifts every row's tokens,
+    and with these a padded row computes exactly what it would alone."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
 @dataclass
 class PaddingCollator:
     """Right-pads a batch (labels with :data:`IGNORE_INDEX`) and adds the attention mask.

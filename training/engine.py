@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from training.bundle import BundleError, base_mismatch, check_compatible, read_manifest
 from training.calibration import DEFAULT_THRESHOLD, Calibration, sigmoid
-from training.data import encode_prompt
+from training.data import encode_prompt, left_pad, real_positions
 from training.errors import HunkwiseError
 from training.hunks import Hunk
 from training.rnp import label_token_ids
@@ -246,13 +246,10 @@ class Engine:
             self._model.set_adapter(RNP, inference_mode=True)
             for batch in self._batches(prompts):
                 input_ids, attention_mask = self._left_pad([prompts[i] for i in batch])
-                # Left padding shifts every row's tokens; positions must count real tokens only
-                # so that a padded row computes exactly what it would alone.
-                position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
                 last = self._model(
                     input_ids=input_ids,
                     attention_mask=attention_mask,
-                    position_ids=position_ids,
+                    position_ids=real_positions(attention_mask),
                     logits_to_keep=1,
                 ).logits[:, -1, :]
                 pair = last[:, [self._yes_id, self._no_id]].float()
@@ -344,15 +341,7 @@ class Engine:
         return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
     def _left_pad(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        import torch
-
-        width = max(len(ids) for ids in prompts)
-        input_ids = torch.full((len(prompts), width), self._pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, ids in enumerate(prompts):
-            if ids:
-                input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-                attention_mask[row, width - len(ids) :] = 1
+        input_ids, attention_mask = left_pad(prompts, self._pad_id)
         return input_ids.to(self._device), attention_mask.to(self._device)
 
     def _decode(self, tokens: list[int]) -> str:

@@ -44,6 +44,7 @@ from training.rnp import (
     label_token_ids,
     pair_loss,
     prompt_budget,
+    rnp_prompt_tokens,
 )
 from training.tasks import ADAPTER_TASKS, LABEL_YES, RNP, TEMPLATE_NAME, Record, render_example
 
@@ -330,9 +331,9 @@ def _fit(
     if not dist.is_main:
         dist.barrier()
     # The rnp adapter trains as a classifier on prompts cut as the engine cuts them.
-    budget = None
-    if fit.classifier:
-        budget = min(options.rnp_prompt_tokens or fit.max_length, prompt_budget(fit.max_length))
+    budget = (
+        rnp_prompt_tokens(options.rnp_prompt_tokens, fit.max_length) if fit.classifier else None
+    )
     train, encoding = encode_dataset(
         fit.train, fit.tokenizer, fit.max_length, encoded, prompt_budget=budget
     )
@@ -988,9 +989,7 @@ def train_bundle(
             "max_length": max_length,
             "max_prompt_tokens": prompt_budget(max_length),
             # What rnp examples were cut to (the engine scores hunks cut the same way).
-            "rnp_prompt_tokens": min(
-                options.rnp_prompt_tokens or max_length, prompt_budget(max_length)
-            ),
+            "rnp_prompt_tokens": rnp_prompt_tokens(options.rnp_prompt_tokens, max_length),
             "records": {task: _counts(task, train[task], valid[task]) for task in tasks},
             "skipped_tasks": skipped,
             "stages": {result.name: result.to_dict() for result in results},

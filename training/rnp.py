@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from training.data import left_pad, real_positions
 from training.errors import HunkwiseError
 from training.tasks import LABEL_WORDS
 
@@ -25,6 +26,12 @@ def prompt_budget(max_length: int) -> int:
     """The prompt tokens a bundle trained with ``max_length`` serves (the manifest's
     ``max_prompt_tokens``): a quarter of the length is left to responses."""
     return max_length - max(1, max_length // 4)
+
+
+def rnp_prompt_tokens(setting: int | None, max_length: int) -> int:
+    """The prompt tokens of an rnp example for the ``rnp_prompt_tokens`` option (0 or None:
+    the bundle's whole prompt budget), never more than that budget."""
+    return min(setting or max_length, prompt_budget(max_length))
 
 
 def label_token_ids(tokenizer, words: dict[str, str] | None = None) -> tuple[int, int]:
@@ -54,17 +61,11 @@ class LeftPaddingCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        width = max(len(f["input_ids"]) for f in features)
-        input_ids = torch.full((len(features), width), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(features), width), dtype=torch.long)
-        for row, feature in enumerate(features):
-            ids = feature["input_ids"]
-            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, width - len(ids) :] = 1
+        input_ids, attention_mask = left_pad([f["input_ids"] for f in features], self.pad_id)
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
-            "position_ids": (attention_mask.cumsum(-1) - 1).clamp(min=0),
+            "position_ids": real_positions(attention_mask),
             "labels": torch.tensor([_label(f["labels"]) for f in features], dtype=torch.long),
             "logits_to_keep": 1,
         }
