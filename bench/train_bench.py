@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 from training.calibration import (  # noqa: E402
     FEATURES,
     fit_calibration,
-    hunk_line_counts,
-    lapredict_fit,
     sigmoid,
+    size_model_for,
+    yes_labels,
 )
 from training.evaluate import _bootstrap_aucs, _interval, roc_auc  # noqa: E402
 
@@ -74,15 +74,9 @@ def _ablation(bundle: Path, data: Path, device: str) -> list[tuple[str, float, t
         name: engine.logits([r.input for r in rows])
         for name, rows in (("valid", valid), ("test", test))
     }
-    labels = {
-        name: [int(r.output == "yes") for r in rows]
-        for name, rows in (("valid", valid), ("test", test))
-    }
+    labels = {name: yes_labels(rows) for name, rows in (("valid", valid), ("test", test))}
     texts = {name: [r.input for r in rows] for name, rows in (("valid", valid), ("test", test))}
-    train = read_split(data, "rnp", "train")
-    size_model = lapredict_fit(
-        [hunk_line_counts(r.input) for r in train], [int(r.output == "yes") for r in train]
-    )
+    size_model = size_model_for(read_split(data, "rnp", "train"))
     scores = {"adapter alone (sigmoid of its logit)": sigmoid(logits["test"])}
     for name, features in (
         ("adapter, calibrated", FEATURES[:1]),

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from training.tasks import LABEL_YES
+
 #: The stacker's inputs, in order: the adapter's logit and LApredict's logit.
 FEATURES = ("adapter_logit", "size_logit")
 #: At most this share of hunks is flagged at the default threshold.
@@ -116,6 +118,17 @@ def lapredict_fit(
         weights=(float(weights[0]), float(weights[1])),
         bias=bias,
     )
+
+
+def yes_labels(records) -> list[int]:
+    """1 for each review-necessity record labelled "yes", else 0."""
+    return [int(record.output == LABEL_YES) for record in records]
+
+
+def size_model_for(records) -> LApredictModel:
+    """LApredict fitted on these review-necessity records (the train split): the size
+    model behind ``size_logit``."""
+    return lapredict_fit([hunk_line_counts(r.input) for r in records], yes_labels(records))
 
 
 def sigmoid(values: np.ndarray | Sequence[float]) -> np.ndarray:

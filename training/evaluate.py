@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from training.calibration import hunk_line_counts, lapredict_fit, weighted_aucs
+from training.calibration import hunk_line_counts, lapredict_fit, weighted_aucs, yes_labels
 
 # --------------------------------------------------------------------------------------------
 # BLEU-4, exactly as CodeReviewer computes it
@@ -777,10 +777,6 @@ def _newest(records: list, limit: int | None) -> list:
     return records if not limit or len(records) <= limit else records[-limit:]
 
 
-def _yes(records) -> list[int]:
-    return [int(r.output == "yes") for r in records]
-
-
 def write_predictions(path: Path, ids: Sequence[str], served, adapter, labels) -> None:
     """One JSON line per test record: ``id``, ``p`` (the served score), ``p_adapter`` (the
     adapter's own P(yes)) and ``label`` (1 = yes), written atomically."""
@@ -857,16 +853,16 @@ def evaluate_bundle(
             served = (
                 calibration.probabilities(logits, [r.input for r in test]) if calibration else None
             )
-            labels = _yes(test)
+            labels = yes_labels(test)
             results["rnp"] = evaluate_rnp(
                 adapter,
                 labels,
                 [r.input for r in test],
-                _yes(train),
+                yes_labels(train),
                 [r.input for r in train],
                 served_scores=served,
                 threshold=engine.default_threshold if threshold is None else threshold,
-                valid_labels=_yes(valid),
+                valid_labels=yes_labels(valid),
                 valid_hunks=[r.input for r in valid],
             )
             if predictions is not None:

@@ -803,7 +803,7 @@ def _calibrate(
     """Score the whole valid split with the bundle's rnp adapter and fit the served score
     and default threshold on it, the size model (LApredict) on the train split
     (:mod:`training.calibration`); None without valid hunks."""
-    from training.calibration import fit_calibration, hunk_line_counts, lapredict_fit
+    from training.calibration import fit_calibration, size_model_for, yes_labels
     from training.engine import Engine
     from training.evaluate import rnp_logits
 
@@ -817,11 +817,8 @@ def _calibrate(
         return None
     engine = Engine.load(bundle, device=device)
     logits = rnp_logits(engine, valid, console, "rnp: calibrating on the valid split")
-    train = read_split(data_dir, RNP, "train")
-    size_model = lapredict_fit(
-        [hunk_line_counts(r.input) for r in train], [int(r.output == LABEL_YES) for r in train]
-    )
-    labels = [int(r.output == LABEL_YES) for r in valid]
+    size_model = size_model_for(read_split(data_dir, RNP, "train"))
+    labels = yes_labels(valid)
     calibration = fit_calibration(logits, [r.input for r in valid], labels, size_model=size_model)
     if console is not None:
         console.print(
