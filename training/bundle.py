@@ -360,8 +360,34 @@ def clean_stale(final: Path) -> list[Path]:
     return removed
 
 
+def check_writable(path: Path, what: str = "output directory") -> None:
+    """Refuse, before any work starts, a directory that cannot be created or written: it
+    (or its nearest existing ancestor, which must be a directory) must be writable, and so
+    must its parent, where atomic writers put their temp files."""
+    path = Path(path).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise HunkwiseError(f"cannot write the {what} {path}: it exists and is not a directory")
+    targets = [path] if path.is_dir() else []
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise HunkwiseError(f"cannot write the {what} {path}: {ancestor} is not a directory")
+    for target in [*targets, ancestor]:
+        # A real probe (an empty directory made and removed at once): permission bits do
+        # not tell root about read-only mounts, /proc and the like.
+        try:
+            tempfile.TemporaryDirectory(prefix=".hunkwise-probe-", dir=target).cleanup()
+        except OSError as error:
+            raise HunkwiseError(
+                f"cannot write the {what} {path}: cannot create anything in {target} "
+                f"({error.strerror or type(error).__name__})"
+            ) from None
+
+
 def ensure_replaceable(final: Path) -> None:
-    """Refuse to replace anything but a bundle (or an empty directory) at ``final``."""
+    """Refuse to replace anything but a bundle (or an empty directory) at ``final``, or a
+    place that cannot be written."""
     final = Path(final)
     if final.is_symlink() or (final.exists() and not final.is_dir()):
         raise BundleError(f"{final} exists and is not a directory; choose another bundle path")
@@ -370,6 +396,7 @@ def ensure_replaceable(final: Path) -> None:
             f"refusing to replace {final}: it is not empty and not a hunkwise bundle "
             f"(no {MANIFEST}); choose another --out"
         )
+    check_writable(final, "bundle directory")
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -3,13 +3,15 @@ imported inside the commands that need them, so ``--help`` and ``mine`` start fa
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -33,21 +35,85 @@ def handle_stop_signals() -> None:
     signal.signal(signal.SIGTERM, terminate)
 
 
+#: ``hunkwise --debug`` or HUNKWISE_DEBUG=1: failures print their traceback too.
+DEBUG_ENV = "HUNKWISE_DEBUG"
+#: OSErrors the user can fix (a path that does not exist, is not writable ...): exit 2;
+#: the others (a full disk, an I/O error) are runtime failures: exit 3.
+_USER_ERRNOS = frozenset(
+    (
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EROFS,
+        errno.EEXIST,
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+    )
+)
+
+
+def _debugging() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _fail(message: str, status: int, error: BaseException) -> NoReturn:
+    if _debugging():
+        traceback.print_exception(error)
+    click.echo(f"hunkwise: error: {message}", err=True)
+    sys.exit(status)
+
+
+def _os_error_message(error: OSError) -> str:
+    what = error.strerror or str(error) or type(error).__name__
+    if error.filename is not None:
+        return f"{error.filename}: {what}"
+    return what
+
+
 def user_errors(command):
-    """Turn expected problems into one line on stderr and exit status 2."""
+    """Every failure as one line on stderr and an exit status: 2 for bad usage or input
+    (a HunkwiseError, a path the user gave that cannot be read or written), 3 for runtime
+    failures (out of memory, a full disk, a bug); 130 when interrupted. ``--debug`` adds
+    the traceback."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
         except HunkwiseError as error:
-            click.echo(f"hunkwise: error: {error}", err=True)
-            sys.exit(2)
+            _fail(str(error), error.exit_code, error)
         except KeyboardInterrupt:
             click.echo("hunkwise: interrupted", err=True)
             sys.exit(130)
+        except OSError as error:
+            _fail(_os_error_message(error), 2 if error.errno in _USER_ERRNOS else 3, error)
+        except MemoryError as error:
+            _fail("out of memory; try a smaller --batch-size", 3, error)
+        except Exception as error:
+            if type(error).__name__ == "OutOfMemoryError":  # torch's, on any device
+                _fail(
+                    f"out of memory on the device ({_first_line(error)}); try a smaller "
+                    "--batch-size or --max-length, or --device cpu",
+                    3,
+                    error,
+                )
+            _fail(
+                f"internal error: {type(error).__name__}: {_first_line(error)}. This is a "
+                f"bug in hunkwise: rerun with `hunkwise --debug ...` and report the traceback",
+                3,
+                error,
+            )
 
     return wrapper
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _console(json_output: bool):
@@ -59,8 +125,19 @@ def _console(json_output: bool):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hunkwise")
-def main() -> None:
-    """hunkwise: a code reviewer trained on your repository's own history."""
+@click.option(
+    "--debug",
+    is_flag=True,
+    help=f"Print the traceback of a failure (for bug reports; or set {DEBUG_ENV}=1).",
+)
+def main(debug: bool) -> None:
+    """hunkwise: a code reviewer trained on your repository's own history.
+
+    \b
+    Exit status: 0 done, 2 bad usage or input, 3 runtime failure, 130 interrupted.
+    """
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
     handle_stop_signals()
     # Library warnings (transformers, peft) are noise for a user of the command line; set
     # TRANSFORMERS_VERBOSITY=warning to see them.
@@ -540,10 +617,11 @@ def train_from_repo(
     Nothing is written into the repository: the dataset and the bundle go to the cache
     directory (or --out).
     """
-    from training.bundle import default_bundle_dir
+    from training.bundle import default_bundle_dir, ensure_replaceable
     from training.evaluate import evaluate_bundle, load_stopwords, write_bundle_report
     from training.finetune import train_bundle
     from training.mining.miner import MineOptions, mine_repository
+    from training.models import check_base
     from training.progress import summary_table
     from training.review import repo_root
 
@@ -551,6 +629,10 @@ def train_from_repo(
     root = repo_root(repo)
     out = (out or default_bundle_dir(root)).expanduser().absolute()
     data = out.parent / f".{out.name}.data"
+    # Everything that can be refused is refused before the history is mined.
+    check_base(base)
+    ensure_replaceable(out)
+    words = load_stopwords(stopwords) if stopwords else None
     stats = mine_repository(
         root,
         data,
@@ -561,7 +643,6 @@ def train_from_repo(
     bundle = train_bundle(data, base, out, options, console=console)
     if os.environ.get("RANK", "0") != "0":
         return
-    words = load_stopwords(stopwords) if stopwords else None
     report = evaluate_bundle(
         bundle, data, device=options.device, limit=eval_limit, stopwords=words, console=console
     )
@@ -637,11 +718,15 @@ def eval_(
     json_output: bool,
 ) -> None:
     """Evaluate a bundle on a dataset's test split (metrics beside the baselines)."""
-    from training.errors import HunkwiseError
+    from training.bundle import check_writable
     from training.evaluate import evaluate_bundle, load_stopwords, write_bundle_report
 
     if not data_dir.is_dir():
         raise HunkwiseError(f"no dataset at {data_dir}; create one with `hunkwise mine`")
+    if predictions is not None:
+        check_writable(predictions.absolute().parent, "folder of --predictions")
+    if not no_write:
+        check_writable(bundle, "bundle directory (pass --no-write to write no report)")
     console = _console(json_output)
     words = load_stopwords(stopwords) if stopwords else None
     report = evaluate_bundle(

@@ -119,6 +119,7 @@ class Engine:
         one), then every task adapter on that base, in eval mode."""
         import torch
         from peft import PeftModel
+        from safetensors import SafetensorError
 
         from training.models import load_base
 
@@ -147,6 +148,11 @@ class Engine:
                 for task in tasks[1:]:
                     loading = manifest.tasks[task]
                     model.load_adapter(str(adapter_dirs[task]), adapter_name=task, **same_dtype)
+            except SafetensorError as error:
+                raise BundleError(
+                    f"the bundle at {bundle}: the weights of {loading} are damaged "
+                    f"({_first_line(error)}); retrain it with `hunkwise train-from-repo`"
+                ) from error
             except RuntimeError as error:
                 # Weights that do not fit the base: trained on another one, whatever the
                 # adapter's config says.
@@ -390,3 +396,8 @@ def _max_prompt_tokens(manifest: Manifest, model, max_new_tokens: int) -> int:
     if isinstance(context, int) and context > max_new_tokens:
         return min(context - max_new_tokens, 4 * _FALLBACK_MAX_PROMPT_TOKENS)
     return _FALLBACK_MAX_PROMPT_TOKENS
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

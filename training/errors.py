@@ -4,6 +4,15 @@
 class HunkwiseError(Exception):
     """An expected problem (bad repository, unreadable file, missing bundle ...).
 
-    The command line prints its message on one line and exits with status 2; the
-    language server shows it to the user. Never a traceback.
+    The command line prints its message on one line and exits with ``exit_code`` (2: bad
+    usage or input); the language server shows it to the user. Never a traceback.
     """
+
+    exit_code = 2
+
+
+class RuntimeFailure(HunkwiseError):
+    """An expected problem the user's input did not cause (out of memory, a git or model
+    failure, a full disk): one line, and exit status 3."""
+
+    exit_code = 3

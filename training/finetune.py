@@ -37,7 +37,14 @@ from training.bundle import (
 from training.data import encode_dataset, make_collator, read_instruct_data
 from training.errors import HunkwiseError
 from training.mining.dataset import read_split
-from training.models import TINY, build_tiny_model, build_tiny_tokenizer, is_local_path, load_base
+from training.models import (
+    TINY,
+    build_tiny_model,
+    build_tiny_tokenizer,
+    check_base,
+    is_local_path,
+    load_base,
+)
 from training.rnp import (
     LeftPaddingCollator,
     class_weights,
@@ -923,8 +930,7 @@ def train_bundle(
             f"no dataset at {data_dir}; create one with `hunkwise mine REPO --out {data_dir}`"
         )
     ensure_replaceable(out)
-    if base != TINY and is_local_path(base) and not Path(base).expanduser().is_dir():
-        raise HunkwiseError(f"base model {base!r}: no such directory")
+    check_base(base)
 
     dist = _Dist(use_cpu=device == "cpu")
     train, valid = _read_records(data_dir, options)

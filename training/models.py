@@ -227,6 +227,47 @@ def _offline() -> bool:
         return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
 
 
+def check_base(name: str) -> None:
+    """Refuse, before any work starts, a base that cannot be loaded: ``tiny`` is always
+    there; a local path must be a model directory (``config.json``); a hub id must be in the
+    local hub cache when the hub is offline. Cheap: reads no weights."""
+    if name == TINY:
+        return
+    if name == BUNDLE_BASE:
+        raise HunkwiseError(
+            f"base {BUNDLE_BASE!r} names the base stored in a bundle; train with --base tiny, "
+            "a local model directory or a hub id"
+        )
+    if is_local_path(name):
+        path = Path(name).expanduser()
+        if not path.is_dir():
+            raise HunkwiseError(
+                f"base model {name!r}: no such directory; give `tiny`, a local model "
+                "directory (with config.json and *.safetensors) or a hub id such as "
+                "Qwen/Qwen2.5-Coder-1.5B-Instruct"
+            )
+        if not (path / "config.json").is_file():
+            raise HunkwiseError(
+                f"base model {name!r}: {path} has no config.json; give a transformers model "
+                "directory (config.json, *.safetensors, tokenizer files)"
+            )
+        return
+    if _offline() and not _in_hub_cache(name):
+        raise HunkwiseError(
+            f"base model {name!r} is not available locally and the hub is offline "
+            f"(HF_HUB_OFFLINE): download it first (`hf download {name}`) or pass a local "
+            "directory with --base"
+        )
+
+
+def _in_hub_cache(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
+        return False
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
+
+
 def load_base(
     name_or_path: str, device: str = "auto", bundle: Path | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -239,6 +280,7 @@ def load_base(
     has a pad token (EOS when the model defines none).
     """
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if name_or_path == TINY:
@@ -276,7 +318,7 @@ def load_base(
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=dtype, use_safetensors=True, trust_remote_code=False
         )
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, SafetensorError) as error:
         raise _load_error(name_or_path, source, error) from error
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -19,6 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
+from training.bundle import check_writable
 from training.errors import HunkwiseError
 from training.hunks import language_of
 from training.mining.dataset import dedupe, split_by_time, write_dataset
@@ -495,6 +496,7 @@ def import_files(
         raise HunkwiseError(f"unknown import format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if not paths:
         raise HunkwiseError("no files to import; name one or more data files")
+    check_writable(out, "dataset directory")
     started = time.perf_counter()
     paths = [Path(path) for path in paths]
     for path in paths:

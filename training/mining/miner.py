@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from functools import cache, cached_property
 from pathlib import Path
 
+from training.bundle import check_writable
 from training.errors import HunkwiseError
 from training.hunks import Hunk
 from training.mining import filters
@@ -373,7 +374,9 @@ def repo_label(path: Path) -> str:
 
 
 def check_output_dir(repo_path: Path, out: Path) -> None:
-    """Refuse to write into a repository's git directory."""
+    """Refuse to write into a repository's git directory, or where nothing can be written
+    (checked before the history is walked)."""
+    check_writable(out, "dataset directory")
     repo = open_repository(repo_path)
     git_dir = Path(repo.git_dir).resolve()
     repo.close()
