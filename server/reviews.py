@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
-from pygls.uris import from_fs_path, to_fs_path
+from pygls.uris import from_fs_path
 
 from server.model import ModelState, NoModel, Priority, ResultCache, describe_error
 from server.text import LineMap, model_safe
-from server.workspace import BaseText, Skipped, comparable_buffer
+from server.workspace import BaseText, Skipped, comparable_buffer, disk_path
 from training.errors import HunkwiseError
 from training.hunks import Hunk, diff_texts
 from training.review import (
@@ -95,6 +95,8 @@ class DocumentState:
     disk_text: str | None = None
     #: what the review filters left out of its latest review (training.review.reviewable)
     skipped: tuple[Skip, ...] = ()
+    #: why its latest review has no result (skipped, or nothing to score with), or None
+    unreviewed: str | None = None
     #: event-loop time of the last didChange (comments wait for a pause after it)
     changed_at: float = float("-inf")
     #: set once the RNP result for the latest generation is published (or skipped)
@@ -126,7 +128,7 @@ class Reviewer:
     def opened(self, uri: str) -> None:
         state = self._docs.get(uri)
         if state is None:
-            state = self._docs[uri] = DocumentState(uri, _fs_path(uri))
+            state = self._docs[uri] = DocumentState(uri, disk_path(uri))
         elif not state.is_open and self.ls.pull_diagnostics:
             self._push(uri, [], None)  # pulled from now on: clear what was pushed for it
         state.is_open = True
@@ -149,8 +151,8 @@ class Reviewer:
         if state is None:
             return
         self._cancel(state)
-        if state.published and not self.ls.pull_diagnostics:
-            self._push(uri, [], None)
+        if state.published and not (state.is_open and self.ls.pull_diagnostics):
+            self._push(uri, [], None)  # pushed (not open, or a push client): take them back
         self._update_wanted_comments()
 
     def review_all(self) -> None:
@@ -217,13 +219,15 @@ class Reviewer:
         if isinstance(target, Skipped):
             self._skip(state, target, quiet=target.reason == _EXCLUDED)
             return
-        if self.ls.host.state in (ModelState.NO_BUNDLE, ModelState.ERROR) or self.ls.unscored:
-            self._set_review(state, None)  # nothing to score with (said once, at the load)
+        host = self.ls.host
+        if host.state in (ModelState.NO_BUNDLE, ModelState.ERROR) or self.ls.unscored:
+            # Nothing to score with (said once, at the load).
+            self._set_review(state, None, self.ls.unscored or host.message or "no bundle")
             return
         try:
             probabilities = await self._score(hunks, lambda: generation != state.generation)
-        except NoModel:
-            self._set_review(state, None)
+        except NoModel as error:
+            self._set_review(state, None, str(error) or "no bundle is loaded")
             return
         except Exception as error:
             self.report_model_error(error)
@@ -429,8 +433,10 @@ class Reviewer:
             return []
         return [self._diagnostic(item) for item in state.review.hunks if self._flagged(item)]
 
-    def _set_review(self, state: DocumentState, review: Review | None) -> None:
-        state.review = review
+    def _set_review(
+        self, state: DocumentState, review: Review | None, unreviewed: str | None = None
+    ) -> None:
+        state.review, state.unreviewed = review, unreviewed
         self._publish(state)
         self._update_wanted_comments()
 
@@ -472,7 +478,7 @@ class Reviewer:
             self.ls.log(f"hunkwise: no review for {state.uri}: {skipped.reason}")
             if skipped.notify:
                 self.report(f"hunkwise: {skipped.reason}; check the `hunkwise.diffBase` setting")
-        self._set_review(state, None)
+        self._set_review(state, None, skipped.reason)
 
     def _update_wanted_comments(self) -> None:
         wanted: set[str] = set()
@@ -561,10 +567,18 @@ class Reviewer:
         state = self._docs.get(uri)
         item = state.review.find(hunk_id) if state and state.review else None
         if state is None or state.review is None or item is None:
-            raise HunkwiseError(
-                "that review finding is gone (the file changed since); wait for the new review"
-            )
+            raise HunkwiseError(self._no_finding(uri, state))
         return state.review, item
+
+    def _no_finding(self, uri: str, state: DocumentState | None) -> str:
+        """Why ``uri`` has no such finding, in the words the user can act on."""
+        if disk_path(uri) is None:
+            return f"{uri} is not a file on disk: save it to review it"
+        if state is None:
+            return f"{uri} has no review: open it, or run hunkwise.reviewWorkspace"
+        if state.review is None:
+            return f"{uri} has no review: {state.unreviewed or 'it is still being reviewed'}"
+        return "that review finding is gone (the file changed since); wait for the new review"
 
     def knows(self, hunk_id: str) -> bool:
         """Whether a review of an open document holds this hunk (flagged or not)."""
@@ -610,6 +624,8 @@ class Reviewer:
         first, count, code = review.lines.hunk_code(item.hunk)
         if count == 0:
             raise HunkwiseError("nothing to refine: the hunk only deletes lines")
+        # The buffer's own text, not the review's model-safe copy: make it safe too.
+        code, comment = model_safe(code), model_safe(comment)
         refined = await self.ls.host.submit(
             lambda engine: engine.refine([code], [comment])[0], Priority.EDIT
         )
@@ -617,13 +633,17 @@ class Reviewer:
         return self.ls.workspace_edit(review.uri, review.version, [edit])
 
     async def instruction_edit(
-        self, uri: str, selection: types.Range, instruction: str
+        self,
+        uri: str,
+        lines: LineMap,
+        version: int | None,
+        selection: types.Range,
+        instruction: str,
     ) -> types.WorkspaceEdit:
-        """The edit adapter's rewrite of the selected lines following ``instruction``."""
-        document = self.ls.workspace.get_text_document(uri)
-        text, version = document.source, document.version
-        lines = LineMap(text, self.ls.workspace.position_codec)
+        """The edit adapter's rewrite of the selected lines of ``lines`` (the document at
+        ``version``, read once by the caller) following ``instruction``."""
         first, count, code = lines.selected_lines(selection)
+        code, instruction = model_safe(code), model_safe(instruction)
         output = await self.ls.host.submit(
             lambda engine: engine.edit([code], [instruction])[0], Priority.EDIT
         )
@@ -653,16 +673,23 @@ class Reviewer:
             files.update(dict.fromkeys(changed))
         reviewed = flagged = 0
         skipped: list[Skip] = []
+        stopped = False
         for index, path in enumerate(files):
             if cancelled():
+                stopped = True
                 break
             report(path.name, int(100 * index / max(len(files), 1)))
             uri = from_fs_path(str(path)) or path.as_uri()
             state = self._docs.get(uri)
-            if state is None:
-                state = self._docs[uri] = DocumentState(uri, path, is_open=False)
-            if not state.is_open:
-                state.disk_text = await self._in_git_thread(_read_text, path)
+            if state is None or not state.is_open:
+                text = await self._in_git_thread(_read_text, path)
+                if text is None:  # deleted since it was listed
+                    self.ls.log(f"hunkwise: no review for {uri}: no such file on disk any more")
+                    self.closed(uri)
+                    continue
+                if state is None:
+                    state = self._docs[uri] = DocumentState(uri, path, is_open=False)
+                state.disk_text = text
             self.schedule(state, 0.0)
             await self.wait(state)
             reviewed += 1
@@ -673,7 +700,7 @@ class Reviewer:
             "reviewed": reviewed,
             "flagged": flagged,
             "skipped": Reviewable([], skipped).counts(),
-            "cancelled": reviewed < len(files),
+            "cancelled": stopped,
         }
 
     # -- status and shutdown -----------------------------------------------------------
@@ -707,14 +734,14 @@ async def _outcome(future: asyncio.Future) -> Any:
         raise
 
 
-def _fs_path(uri: str) -> Path | None:
-    path = to_fs_path(uri) if uri.startswith("file:") else None
-    return Path(path) if path else None
-
-
-def _read_text(path: Path) -> str:
-    with open(path, "rb") as source:
-        data = source.read(4_000_001)
+def _read_text(path: Path) -> str | None:
+    """The file's text, or None when it cannot be read (deleted, say)."""
+    try:
+        with open(path, "rb") as source:
+            data = source.read(4_000_001)
+    except OSError as error:
+        log.info("cannot read %s: %s", path, error)
+        return None
     return data.decode("utf-8", errors="replace")
 
 

@@ -26,8 +26,8 @@ from server.model import EngineLoader, ModelHost, ModelState, NoModel, describe_
 from server.protocol import HunkwiseProtocol
 from server.reviews import Reviewer
 from server.settings import SECTION, Settings, merge
-from server.text import LineMap
-from server.workspace import Repositories
+from server.text import LineMap, model_safe
+from server.workspace import Repositories, disk_path
 from training import __version__
 from training.errors import HunkwiseError
 from training.review import RULE_ID, TOOL_NAME, review_threshold, unscorable_message
@@ -691,15 +691,26 @@ def _workspace_document(ls: HunkwiseServer, uri: Any) -> str:
     uri = str(uri)
     if uri in ls.workspace.text_documents:
         return uri
-    path = to_fs_path(uri) if uri.startswith("file:") else None
-    if path:
-        resolved = Path(path).resolve()
-        if any(resolved.is_relative_to(root.resolve()) for root in ls.roots()):
-            return uri
-    raise JsonRpcInvalidParams(
-        f"hunkwise acts only on open documents and files inside a workspace folder, "
-        f"and {uri} is neither"
-    )
+    path = disk_path(uri)
+    if path is None:
+        raise JsonRpcInvalidParams(
+            f"{uri} is not open and not a file on disk; hunkwise acts only on open "
+            "documents and files inside a workspace folder"
+        )
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop (Python 3.11)
+        raise JsonRpcInvalidParams(f"cannot read {uri}: {error}") from None
+    if not any(resolved.is_relative_to(root.resolve()) for root in ls.roots()):
+        raise JsonRpcInvalidParams(
+            f"hunkwise acts only on open documents and files inside a workspace folder, "
+            f"and {uri} is neither"
+        )
+    if not resolved.exists():
+        raise JsonRpcInvalidParams(
+            f"{uri} is not open and there is no such file on disk (deleted, or never saved)"
+        )
+    return uri
 
 
 async def edit_with_instruction(ls: HunkwiseServer, *args: Any) -> dict[str, Any]:
@@ -713,8 +724,13 @@ async def edit_with_instruction(ls: HunkwiseServer, *args: Any) -> dict[str, Any
             f"the instruction has {len(instruction)} characters, over the "
             f"{limit} of `hunkwise.maxInstructionChars`; shorten it or raise the setting"
         )
+    document = ls.workspace.get_text_document(uri)  # read once: the edit is of this text
     try:
-        lines = LineMap(ls.workspace.get_text_document(uri).source, ls.workspace.position_codec)
+        lines = LineMap(document.source, ls.workspace.position_codec)
+    except FileNotFoundError:
+        raise JsonRpcInvalidParams(
+            f"{uri} is not open and there is no such file on disk (deleted, or never saved)"
+        ) from None
     except OSError as error:
         raise JsonRpcInvalidParams(f"cannot read {uri}: {error.strerror or error}") from None
     if not (lines.has_line(selection.start) and lines.has_line(selection.end)):
@@ -729,7 +745,7 @@ async def edit_with_instruction(ls: HunkwiseServer, *args: Any) -> dict[str, Any
             types.MessageType.Info,
         )
         return {"applied": False, "reason": "no instruction"}
-    work = ls.reviewer.instruction_edit(uri, selection, instruction)
+    work = ls.reviewer.instruction_edit(uri, lines, document.version, selection, instruction)
     return await _model_command(ls, work, "hunkwise: edit with instruction")
 
 
@@ -777,21 +793,80 @@ async def review_workspace(ls: HunkwiseServer, *args: Any) -> dict[str, Any]:
     return result
 
 
+def _train_base(value: Any) -> str:
+    """The ``base`` argument of hunkwise.trainFromRepo (unset: ``tiny``)."""
+    if value is None or value == "":
+        return "tiny"
+    if not isinstance(value, str) or not value.strip():
+        raise JsonRpcInvalidParams(
+            f"'base' must be a string: tiny, a local model directory or a hub id "
+            f"(got {_shown(value)})"
+        )
+    if model_safe(value) != value:
+        raise JsonRpcInvalidParams("'base' holds a NUL or a lone surrogate: no model is named so")
+    return value.strip()
+
+
+def _train_tasks(value: Any) -> list[str]:
+    """The ``tasks`` argument of hunkwise.trainFromRepo: a list of tasks or a comma string
+    (unset or empty: every task)."""
+    known = ", ".join(ADAPTER_TASKS)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [task.strip() for task in value.split(",") if task.strip()]
+    if not isinstance(value, list) or not all(isinstance(task, str) for task in value):
+        raise JsonRpcInvalidParams(
+            f"'tasks' must be a list of {known}, or one comma-separated string "
+            f"(got {_shown(value)})"
+        )
+    unknown = [task for task in value if task not in ADAPTER_TASKS]
+    if unknown:
+        raise JsonRpcInvalidParams(
+            f"'tasks' has unknown tasks {', '.join(map(_shown, unknown))}; the tasks are {known}"
+        )
+    return list(dict.fromkeys(value))
+
+
+def _shown(value: Any) -> str:
+    """A client's value in a message, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _trainer_base(root: Path, base: str) -> str:
+    """``base`` as the trainer, which runs in ``root``, reads it: a relative path names a
+    directory of the repository, so the check here looks where the trainer will."""
+    if base == "tiny" or Path(base).expanduser().is_absolute():
+        return base
+    in_root = root / base
+    return str(in_root) if in_root.exists() or base.startswith(".") else base
+
+
 async def train_from_repo(ls: HunkwiseServer, *args: Any) -> dict[str, Any]:
-    argument = args[0] if args and isinstance(args[0], dict) else {}
-    base = str(argument.get("base") or "tiny")
-    tasks = argument.get("tasks") or []
-    if isinstance(tasks, str):
-        tasks = [task.strip() for task in tasks.split(",") if task.strip()]
-    unknown = [task for task in tasks if task not in ADAPTER_TASKS]
-    if unknown or not isinstance(tasks, list):
-        raise JsonRpcInvalidParams(f"'tasks' must be a list of {', '.join(ADAPTER_TASKS)}")
-    if ls.training is not None and not ls.training.done():
-        return {"trained": False, "reason": "a training run is already going on"}
+    argument = args[0] if args else None
+    if argument is None:
+        argument = {}
+    if not isinstance(argument, dict):
+        raise JsonRpcInvalidParams(
+            f"expected one object argument {{base?, tasks?}} (got {_shown(argument)})"
+        )
+    base, tasks = _train_base(argument.get("base")), _train_tasks(argument.get("tasks"))
     root, bundle = ls.repo_root(), ls.bundle_path()
     if root is None or bundle is None:
         ls.show("hunkwise: trainFromRepo needs a workspace inside a git repository")
         return {"trained": False, "reason": "not a git repository"}
+    base = _trainer_base(root, base)
+    from training.models import check_base
+
+    try:  # before anything starts: a base that cannot load would fail after the mining
+        await asyncio.get_running_loop().run_in_executor(None, check_base, base)
+    except HunkwiseError as error:
+        reason = str(error)
+        ls.show(f"hunkwise: cannot train: {reason}")
+        return {"trained": False, "reason": reason}
+    if ls.training is not None and not ls.training.done():
+        return {"trained": False, "reason": "a training run is already going on"}
     token = CancelToken(ls)
     progress = await WorkDone.begin(
         ls, "hunkwise: training on this repository", f"{root} -> {bundle}", cancellable=True

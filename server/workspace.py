@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pygls.uris import to_fs_path
+
 log = logging.getLogger(__name__)
 
 #: Files (buffer or base) larger than this get no review.
@@ -79,6 +81,21 @@ class _Lru:
 
     def clear(self) -> None:
         self._items.clear()
+
+
+def disk_path(uri: str) -> Path | None:
+    """The local path a ``file:`` URI names, or None: another scheme (``untitled:``, VS
+    Code's ``git:`` views), a path that is not absolute, or one no file system can hold (a
+    NUL, a lone surrogate)."""
+    path = to_fs_path(uri) if uri.startswith("file:") else None
+    if not path or not os.path.isabs(path):
+        return None
+    try:
+        if b"\0" in os.fsencode(path):
+            return None
+    except UnicodeError:
+        return None
+    return Path(path)
 
 
 def looks_binary(data: bytes | str) -> bool:

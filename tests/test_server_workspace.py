@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from server.workspace import BaseText, Repositories, Skipped, comparable_buffer
+from server.workspace import BaseText, Repositories, Skipped, comparable_buffer, disk_path
 from tests.gitrepo import GitRepo
 
 APP = "a = 1\nb = 2\n"
@@ -116,3 +116,22 @@ def test_crlf_buffers_are_compared_as_git_would() -> None:
     assert comparable_buffer("a\nb\n", "a\r\nb\r\n") == "a\nb\n"
     assert comparable_buffer("a\r\nb\r\n", "a\r\nc\r\n") == "a\r\nc\r\n"
     assert comparable_buffer("a\n", "a\n") == "a\n"
+
+
+def test_a_deleted_file_is_compared_with_its_base(repo: GitRepo, repos: Repositories) -> None:
+    (repo.path / "app.py").unlink()  # the buffer still open in the editor
+    assert _base(repos, repo.path / "app.py").text == APP
+    assert _base(repos, repo.path / "app.py", "INDEX").text == APP
+
+
+def test_only_file_uris_of_paths_a_file_system_can_hold_name_files_on_disk() -> None:
+    assert disk_path("file:///repo/app.py") == Path("/repo/app.py")
+    for uri in (
+        "untitled:Untitled-1",
+        "git:/repo/app.py?%7B%22ref%22%3A%22HEAD%22%7D",
+        "file:relative.py",
+        "file:///repo/a%00b.py",
+        "file:///repo/\ud800.py",
+        "file:",
+    ):
+        assert disk_path(uri) is None, uri

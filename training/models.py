@@ -265,7 +265,10 @@ def _in_hub_cache(name: str) -> bool:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
         return False
-    return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError as error:  # the hub's own check of the id (HFValidationError)
+        raise HunkwiseError(f"base model {name!r} is not a valid hub id: {error}") from None
 
 
 def load_base(
