@@ -23,6 +23,7 @@ from server.model import ModelState, NoModel, Priority, ResultCache, describe_er
 from server.text import LineMap, model_safe
 from server.workspace import BaseText, Skipped, comparable_buffer, disk_path
 from training.errors import HunkwiseError
+from training.evidence import Evidence
 from training.hunks import Hunk, diff_texts
 from training.review import (
     HEAD_LINES,
@@ -54,12 +55,15 @@ PULL_WAIT_SECONDS = 60.0
 
 @dataclass
 class ReviewedHunk:
-    """One hunk of a review, its P(review needed), where it is, and its comment."""
+    """One hunk of a review, its P(review needed), where it is, its comment ("" when the
+    bundle has no comment model or the model said nothing) and its evidence (the past
+    fixed changes most like it), both fetched after the score."""
 
     hunk: Hunk
     probability: float
     range: types.Range
     comment: str | None = None
+    evidence: tuple[Evidence, ...] = ()
 
 
 @dataclass
@@ -112,6 +116,7 @@ class Reviewer:
         self.ls = ls
         self.scores = ResultCache()
         self.comments = ResultCache()
+        self.evidence = ResultCache()
         self.dismissed: set[str] = set()
         self._docs: dict[str, DocumentState] = {}
         self._git = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hunkwise-git")
@@ -330,6 +335,7 @@ class Reviewer:
         for item in review.hunks:
             if item.comment is None:
                 item.comment = self.comments.peek((item.hunk.id, *key))
+                item.evidence = self.evidence.peek((item.hunk.id, *key)) or ()
 
     def _comment_key_suffix(self) -> tuple[str, int]:
         return self.ls.host.bundle_key, self.ls.settings.max_new_tokens
@@ -343,6 +349,7 @@ class Reviewer:
             cached = self.comments.get((item.hunk.id, *suffix))
             if cached is not None:
                 item.comment = cached
+                item.evidence = self.evidence.peek((item.hunk.id, *suffix)) or ()
         todo: dict[str, Hunk] = {}
         futures: set[asyncio.Future] = set()
         for item in wanted:
@@ -361,7 +368,7 @@ class Reviewer:
             futures.add(self._submit_comments(hunks[start : start + batch], suffix))
         for next_done in asyncio.as_completed([_outcome(future) for future in futures]):
             try:
-                comments: dict[str, str] = await next_done
+                comments: dict[str, tuple[str, tuple[Evidence, ...]]] = await next_done
             except NoModel:
                 return
             except Exception as error:
@@ -371,9 +378,9 @@ class Reviewer:
                 return
             changed = False
             for item in review.hunks:
-                text = comments.get(item.hunk.id)
-                if text is not None and item.comment is None:
-                    item.comment = text
+                found = comments.get(item.hunk.id)
+                if found is not None and item.comment is None:
+                    item.comment, item.evidence = found
                     changed = True
             if changed:
                 self._publish(state)
@@ -382,14 +389,19 @@ class Reviewer:
         ids = frozenset(hunk.id for hunk in hunks)
         comments = self.comments
 
-        def run(engine: Any) -> dict[str, str]:
-            if not engine.has_task(RCG):  # no comments learnt: the probability message stays
-                return {}
-            texts = engine.comment(hunks)
+        evidence = self.evidence
+
+        def run(engine: Any) -> dict[str, tuple[str, tuple[Evidence, ...]]]:
+            # No comments learnt: "", and the message is the evidence's or the probability's.
+            texts = engine.comment(hunks) if engine.has_task(RCG) else [""] * len(hunks)
+            found = engine.evidence(hunks)
             key = (self.ls.host.bundle_key, suffix[1])
-            for hunk, text in zip(hunks, texts, strict=True):
-                comments.put((hunk.id, *key), text.strip())
-            return {hunk.id: text.strip() for hunk, text in zip(hunks, texts, strict=True)}
+            out = {}
+            for hunk, text, past in zip(hunks, texts, found, strict=True):
+                out[hunk.id] = (text.strip(), tuple(past))
+                comments.put((hunk.id, *key), out[hunk.id][0])
+                evidence.put((hunk.id, *key), out[hunk.id][1])
+            return out
 
         future = self.ls.host.submit(
             run, Priority.COMMENT, lambda: not (ids & self._wanted_comments)
@@ -421,7 +433,7 @@ class Reviewer:
         comment = item.comment if settings.comments else None
         return types.Diagnostic(
             range=item.range,
-            message=finding_message(item.probability, comment),
+            message=finding_message(item.probability, comment, item.evidence),
             severity=settings.diagnostic_severity,
             code=RULE_ID,
             source=TOOL_NAME,

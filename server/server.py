@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import sys
 import threading
 import uuid
@@ -30,7 +31,13 @@ from server.text import LineMap, model_safe
 from server.workspace import Repositories, disk_path
 from training import __version__
 from training.errors import HunkwiseError
-from training.review import RULE_ID, TOOL_NAME, review_threshold, unscorable_message
+from training.review import (
+    RULE_ID,
+    TOOL_NAME,
+    finding_message,
+    review_threshold,
+    unscorable_message,
+)
 from training.tasks import ADAPTER_TASKS, RCG, RNP
 
 log = logging.getLogger(__name__)
@@ -519,27 +526,54 @@ def hover(ls: HunkwiseServer, params: types.HoverParams) -> types.Hover | None:
     if found is None:
         return None
     review, item = found
-    if not ls.settings.comments:
-        comment = "_Review comments are off (`hunkwise.comments`)._"
-    elif not ls.has_comments:
-        comment = (
-            "_No comment model in this bundle (it has no rcg adapter): the score is all it has._"
-        )
-    elif item.comment is None:
-        comment = "_Review comment pending…_"
-    else:
-        comment = item.comment or "_The model gave no comment for this hunk._"
     formats = get_capability(ls.client_capabilities, "text_document.hover.content_format", [])
     markdown = not formats or types.MarkupKind.Markdown in formats
-    text = (
-        f"**hunkwise: this change may need review** (p = {item.probability:.2f})\n\n"
-        f"{comment}\n\n"
-        f"bundle: `{review.bundle}` · base: {review.base.label}"
-    )
-    if not markdown:
-        text = text.replace("**", "").replace("`", "").replace("_", "")
+    # Markdown for clients that take it (the model's and history's words as literal
+    # text), else plain text.
+    literal = _markdown_text if markdown else (lambda text: text)
+
+    def note(text: str) -> str:
+        return f"_{text}_" if markdown else text
+
+    if not ls.settings.comments:
+        comment = note("Review comments are off (hunkwise.comments).")
+    elif not ls.has_comments:
+        comment = note(
+            "No comment model in this bundle (it has no rcg adapter): the score is all it has."
+        )
+    elif item.comment is None:
+        comment = note("Review comment pending…")
+    else:
+        comment = (
+            literal(item.comment)
+            if item.comment
+            else note("The model gave no comment for this hunk.")
+        )
+    if not item.comment and item.evidence and ls.settings.comments:
+        comment += "\n\n" + literal(finding_message(item.probability, "", item.evidence))
+    parts = [
+        (
+            "**hunkwise: this change may need review**"
+            if markdown
+            else "hunkwise: this change may need review"
+        )
+        + f" (p = {item.probability:.2f})",
+        comment,
+    ]
+    if item.evidence:
+        bullets = "\n".join(f"- {literal(e.summary)}" for e in item.evidence)
+        parts.append(f"Changes like this one were fixed later (newest first):\n\n{bullets}")
+    bundle = f"`{review.bundle}`" if markdown else str(review.bundle)
+    parts.append(f"bundle: {bundle} · base: {review.base.label}")
     kind = types.MarkupKind.Markdown if markdown else types.MarkupKind.PlainText
-    return types.Hover(contents=types.MarkupContent(kind=kind, value=text), range=item.range)
+    return types.Hover(
+        contents=types.MarkupContent(kind=kind, value="\n\n".join(parts)), range=item.range
+    )
+
+
+def _markdown_text(text: str) -> str:
+    """A model's or a commit's words as literal Markdown: its punctuation escaped."""
+    return re.sub(r"([\\`*_\[\]<>|~])", r"\\\1", " ".join(text.split()))
 
 
 def _allowed(kind: str, only: Sequence[str] | None) -> bool:

@@ -6,7 +6,8 @@ stdio with these plugged in instead of torch. The main path is tested with a rea
 stand-in for ``hunkwise train-from-repo ARGS`` that the server starts.
 
 Stand-in rules: a hunk that adds a ``print(`` scores 0.9, any other 0.1; a hunk containing
-``OOM!`` raises MemoryError; every comment is "Remove the debug print."; a refinement drops
+``OOM!`` raises MemoryError; every comment is "Remove the debug print." and its evidence
+the one past fix ``PAST_FIX``; a refinement drops
 the ``print(`` lines; an edit upper-cases the code. A bundle is a directory whose
 ``manifest.json`` says ``"stand_in": true``; its ``"delay"`` (seconds) slows every call.
 """
@@ -25,9 +26,22 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from training.bundle import BundleError, bundle_writer  # noqa: E402
+from training.evidence import Evidence  # noqa: E402
 from training.tasks import ADAPTER_TASKS  # noqa: E402
 
 COMMENT = "Remove the debug print."
+#: The evidence of every hunk that adds a ``print(``.
+PAST_FIX = Evidence(
+    commit="3f2a1c0d" * 5,
+    time="2024-01-03T10:00:00+00:00",
+    path="net/util.py",
+    function="def port(value):",
+    fix_commit="9b7e0d1a" * 5,
+    fix_time="2024-01-09T10:00:00+00:00",
+    fix_subject="Drop the leftover print in port()",
+    source="history",
+    similarity=0.61,
+)
 
 
 class StandInEngine:
@@ -61,6 +75,9 @@ class StandInEngine:
     def comment(self, hunks) -> list[str]:
         self._work([hunk.text for hunk in hunks])
         return [COMMENT for _ in hunks]
+
+    def evidence(self, hunks) -> list[list[Evidence]]:
+        return [[PAST_FIX] if "print(" in hunk.text else [] for hunk in hunks]
 
     def refine(self, codes, comments) -> list[str]:
         self._work(list(codes))

@@ -332,6 +332,8 @@ def test_import_alpaca_json_list_and_jsonl(tmp_path):
             "path": None,
             "lang": None,
             "time": None,
+            "fix_subject": None,
+            "fix_time": None,
         },
     }
     # The malformed element is reported at the line of its opening brace.

@@ -207,6 +207,8 @@ def test_render_json() -> None:
                 "comment": "Check the new value.",
                 "hunk_id": "abc123",
                 "hunk_text": "@@ -3 +3 @@\n+y",
+                "evidence": [],
+                "message": "Check the new value.",
             },
             {
                 "path": "docs/naïve notes.md",
@@ -216,6 +218,8 @@ def test_render_json() -> None:
                 "comment": None,
                 "hunk_id": "def456",
                 "hunk_text": "@@ -9 +9 @@\n-x",
+                "evidence": [],
+                "message": "This change may need review (p=0.50)",
             },
         ],
         "skipped": [],
@@ -257,7 +261,7 @@ def test_render_sarif_validates_against_the_sarif_2_1_0_schema() -> None:
     location = first["locations"][0]["physicalLocation"]
     assert location["artifactLocation"]["uri"] == "src/app.py"
     assert location["region"] == {"startLine": 4, "endLine": 5}
-    assert first["properties"] == {"probability": 0.8312}
+    assert first["properties"] == {"probability": 0.8312, "evidence": []}
     assert second["message"]["text"] == "This change may need review (p=0.50)"
     assert second["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == (
         "docs/na%C3%AFve%20notes.md"

@@ -301,6 +301,38 @@ async def test_hover_says_when_the_bundle_has_no_comment_model(tmp_path: Path) -
         assert diagnostic.message.startswith("This change may need review (p=0.90)")
         hover = (await _hover(client, uri, 0)).contents.value
         assert "No comment model in this bundle" in hover and "pending" not in hover
+        # Then history's evidence arrives and its fix subject stands in for the comment.
+        (diagnostic,) = (
+            await published(
+                client, uri, 2, check=lambda p: p.diagnostics[0].message.startswith("From")
+            )
+        ).diagnostics
+        assert diagnostic.message == (
+            "From history: Drop the leftover print in port() (fixed by 9b7e0d1 in a change "
+            "like this, p=0.90)"
+        )
+        hover = (await _hover(client, uri, 0)).contents.value
+        assert "No comment model in this bundle" in hover
+        assert "From history: Drop the leftover print in port() (fixed by 9b7e0d1" in hover
+
+
+async def test_the_hover_cites_the_evidence_newest_first(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    bundle = write_stand_in_bundle(tmp_path / "bundle")
+    uri = (repo.path / "app.py").as_uri()
+    options = {"bundle": str(bundle), "debounceMs": 10}
+    async with session(repo.path, options, STAND_IN_SERVER, env=_env(tmp_path)) as client:
+        await _state(client, "ready")
+        open_document(client, uri, APP)
+        replace(client, uri, 2, APP, 0, 0, "print(1)\n")
+        await published(client, uri, 2, check=lambda p: p.diagnostics[0].message == COMMENT)
+        hover = (await _hover(client, uri, 0)).contents.value
+        assert "Changes like this one were fixed later (newest first):\n\n- a change" in hover
+        assert (
+            "- a change like this in net/util.py (def port(value):) (3f2a1c0, 2024-01-03, "
+            "similarity 0.61) was fixed by 9b7e0d1 (2024-01-09): Drop the leftover print in "
+            "port()"
+        ) in hover
 
 
 async def test_review_workspace_reviews_changed_and_untracked_files(tmp_path: Path) -> None:

@@ -60,6 +60,9 @@ class Manifest:
     #: The served rnp score and default threshold (training.calibration); None: the raw
     #: adapter's P(yes) at threshold 0.5 (bundles trained before calibration existed).
     calibration: dict[str, Any] | None = None
+    #: The evidence index (training.evidence): its format, size and each file's SHA-256;
+    #: None: findings carry no evidence.
+    evidence: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -85,6 +88,7 @@ class Manifest:
             "training": dict,
             "metrics": dict,
             "calibration": (dict, type(None)),
+            "evidence": (dict, type(None)),
         }
         for key, kind in expected.items():
             if key in data and not isinstance(data[key], kind):

@@ -376,10 +376,15 @@ def review(
     if output_format == "json":
         click.echo(render_json(findings, selection.skipped), nl=False)
     else:
-        click.echo((render_sarif if output_format == "sarif" else render_text)(findings), nl=False)
+        rendered = (
+            render_sarif(findings, root) if output_format == "sarif" else render_text(findings)
+        )
+        click.echo(rendered, nl=False)
     if problem is not None:
         click.echo(f"hunkwise: {problem}", err=True)
         return
+    if findings and engine.evidence_index()[0] is None and read_manifest(bundle).evidence:
+        click.echo(f"hunkwise: warning: {engine.evidence_index()[1]}", err=True)
     if output_format == "text":
         summary = f"hunkwise: {len(hunks)} hunks reviewed, {len(findings)} flagged"
         counts = selection.counts()

@@ -17,6 +17,7 @@ from training.bundle import BundleError, base_mismatch, check_compatible, read_m
 from training.calibration import DEFAULT_THRESHOLD, Calibration, sigmoid
 from training.data import encode_prompt, left_pad, real_positions
 from training.errors import HunkwiseError
+from training.evidence import Evidence, EvidenceIndex, load_evidence
 from training.hunks import Hunk
 from training.rnp import label_token_ids
 from training.tasks import CR, DEFAULT_INSTRUCTIONS, EDIT, RCG, RNP, TEMPLATE_NAME, cr_input
@@ -91,6 +92,8 @@ class Engine:
             else max_prompt_tokens
         )
         self._lock = threading.RLock()
+        self._evidence_lock = threading.Lock()
+        self._evidence: tuple[EvidenceIndex | None, str] | None = None
         self._device = next(model.parameters()).device
         self._eos_id = tokenizer.eos_token_id
         pad = tokenizer.pad_token_id
@@ -220,6 +223,21 @@ class Engine:
     def calibration(self) -> Calibration | None:
         """How served scores are computed from the adapter's (None: they are the same)."""
         return self._calibration
+
+    def evidence_index(self) -> tuple[EvidenceIndex | None, str]:
+        """The bundle's evidence index, loaded on first use, or None and why not (no
+        index, or one refused as damaged or from another bundle: reviews go on without)."""
+        with self._evidence_lock:
+            if self._evidence is None:
+                self._evidence = load_evidence(self._bundle, self._manifest.evidence)
+            return self._evidence
+
+    def evidence(self, hunks: Sequence[Hunk]) -> list[list[Evidence]]:
+        """The past fixed changes most like each hunk (empty lists without an index)."""
+        index, _ = self.evidence_index()
+        if index is None:
+            return [[] for _ in hunks]
+        return index.neighbours([(hunk.text, hunk.path) for hunk in hunks])
 
     @property
     def default_threshold(self) -> float:

@@ -53,7 +53,7 @@ from training.rnp import (
     prompt_budget,
     rnp_prompt_tokens,
 )
-from training.tasks import ADAPTER_TASKS, LABEL_YES, RNP, TEMPLATE_NAME, Record, render_example
+from training.tasks import ADAPTER_TASKS, LABEL_YES, RCG, RNP, TEMPLATE_NAME, Record, render_example
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -835,6 +835,25 @@ def _calibrate(
     return calibration.to_dict()
 
 
+def _evidence_index(bundle: Path, data_dir: Path, console: Console | None) -> dict[str, Any] | None:
+    """Index the train split's fixed hunks and imported review comments into the bundle
+    (:mod:`training.evidence`); None when the history has neither."""
+    from training.evidence import EvidenceIndex
+
+    started = time.monotonic()
+    records = [*read_split(data_dir, RNP, "train"), *read_split(data_dir, RCG, "train")]
+    index = EvidenceIndex.build(records)
+    if index is None:
+        return None
+    entry = index.save(bundle)
+    if console is not None:
+        console.print(
+            f"evidence: {len(index)} fixed hunks and review comments indexed "
+            f"({time.monotonic() - started:.1f} s)"
+        )
+    return entry
+
+
 def _copy_adapter(source: Path, target: Path, base_model: str) -> None:
     shutil.copytree(source, target)
     config = target / "adapter_config.json"
@@ -1009,6 +1028,7 @@ def train_bundle(
                 _copy_adapter(stage1_dir, staging / STAGE1, manifest.base_model)
             for task in tasks:
                 _copy_adapter(work / task / _FINAL, staging / task, manifest.base_model)
+            manifest.evidence = _evidence_index(staging, data_dir, console)
             write_manifest(staging, manifest)
             if RNP in tasks:
                 manifest.calibration = _calibrate(staging, data_dir, dist.device, console)

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from training import __version__
 from training.errors import HunkwiseError
+from training.evidence import Evidence
 from training.hunks import Hunk
 from training.mining import filters
 from training.tasks import RCG, RNP
@@ -165,12 +166,19 @@ def review_threshold(setting: float | None, bundle_default: float) -> float:
     return bundle_default if setting is None else setting
 
 
-def finding_message(probability: float, comment: str | None) -> str:
-    """What a finding says: its review comment, else the probability message (while the
-    comment is pending, with comments off, without an rcg adapter, or when the model
-    gave an empty comment)."""
+def finding_message(
+    probability: float, comment: str | None, evidence: Sequence[Evidence] = ()
+) -> str:
+    """What a finding says: its review comment; without one (no rcg adapter, or an empty
+    comment) the fix subject of the most similar past change that was fixed, marked as
+    coming from history; else the probability message (also while the comment is
+    pending and with comments off)."""
     if comment:
         return comment
+    best = max(evidence, key=lambda e: e.similarity, default=None)
+    if best is not None and best.fix_subject:
+        source = f"fixed by {best.fix_commit[:7]}" if best.fix_commit else f"{best.source} review"
+        return f"From history: {best.fix_subject} ({source} in a change like this, p={probability:.2f})"
     return f"This change may need review (p={probability:.2f})"
 
 
@@ -218,13 +226,17 @@ class Finding:
     comment: str | None
     hunk_id: str
     hunk_text: str
+    #: The past changes most like this hunk that were later fixed, newest first.
+    evidence: tuple[Evidence, ...] = ()
 
     @property
     def message(self) -> str:
-        return finding_message(self.probability, self.comment)
+        return finding_message(self.probability, self.comment, self.evidence)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["message"] = self.message
+        return data
 
 
 def review_hunks(
@@ -246,17 +258,23 @@ def findings_for(
     comments: bool = True,
 ) -> list[Finding]:
     """Findings for already scored hunks: those at or over ``threshold`` (None: the
-    bundle's), commented. A bundle without an rcg adapter (a history with no labelled fixes
-    has no comments to learn) gives findings whose message is the probability message."""
+    bundle's), commented, each with its evidence (the past fixed changes most like it,
+    from the bundle's index). Without an rcg adapter (a history with no labelled fixes has
+    no comments to learn) a finding's message is its best evidence's fix subject, or the
+    probability message."""
     cut = review_threshold(threshold, engine.default_threshold)
     flagged = [
         (hunk, p) for hunk, p in zip(hunks, probabilities, strict=True) if is_flagged(p, cut)
     ]
     texts: list[str | None] = [None] * len(flagged)
-    if comments and flagged and engine.has_task(RCG):
-        texts = list(engine.comment([hunk for hunk, _ in flagged]))
+    found: list[list[Evidence]] = [[] for _ in flagged]
+    if flagged:
+        if comments and engine.has_task(RCG):
+            texts = list(engine.comment([hunk for hunk, _ in flagged]))
+        # Cheap (a sparse lookup), so there even without comments.
+        found = engine.evidence([hunk for hunk, _ in flagged])
     findings = []
-    for (hunk, p), text in zip(flagged, texts, strict=True):
+    for (hunk, p), text, evidence in zip(flagged, texts, found, strict=True):
         start, end = finding_lines(hunk)
         findings.append(
             Finding(
@@ -267,6 +285,7 @@ def findings_for(
                 comment=text or None,
                 hunk_id=hunk.id,
                 hunk_text=hunk.text,
+                evidence=tuple(evidence),
             )
         )
     return findings
@@ -452,15 +471,21 @@ def _empty_tree(git_repo) -> str:
 # -- renderers ---------------------------------------------------------------------------
 
 
+def _one_line(text: str) -> str:
+    """No line breaks or control characters from a model's output or a commit subject."""
+    printable = "".join(c if c.isprintable() else " " for c in text)
+    return " ".join(printable.split())
+
+
 def render_text(findings: Sequence[Finding]) -> str:
-    """One line per finding, the way compilers and linters print them."""
+    """One line per finding, the way compilers and linters print them, and its evidence
+    as indented lines under it."""
     lines = []
     for finding in findings:
-        # One line per finding, and no control characters from a model's output.
-        printable = "".join(c if c.isprintable() else " " for c in finding.message)
-        message = " ".join(printable.split())
+        message = _one_line(finding.message)
         suffix = f" (p={finding.probability:.2f})" if finding.comment else ""
         lines.append(f"{finding.path}:{finding.start_line}: warning: {message}{suffix} [{RULE_ID}]")
+        lines.extend(f"    {_one_line(evidence.summary)}" for evidence in finding.evidence)
     return "".join(line + "\n" for line in lines)
 
 
@@ -475,8 +500,28 @@ def render_json(findings: Sequence[Finding], skipped: Sequence[Skip] = ()) -> st
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-def render_sarif(findings: Sequence[Finding]) -> str:
-    """A SARIF 2.1.0 log with one run, for code-scanning uploads and SARIF viewers."""
+def _related_locations(finding: Finding, root: Path | None) -> dict:
+    """SARIF ``relatedLocations`` for the evidence whose file exists in the repository
+    today (all of it is in the result's ``properties`` too)."""
+    related = []
+    for number, evidence in enumerate(finding.evidence, 1):
+        if root is None or not evidence.path or not (root / evidence.path).is_file():
+            continue
+        related.append(
+            {
+                "id": number,
+                "physicalLocation": {
+                    "artifactLocation": {"uri": quote(evidence.path), "uriBaseId": "%SRCROOT%"}
+                },
+                "message": {"text": _one_line(evidence.summary)},
+            }
+        )
+    return {"relatedLocations": related} if related else {}
+
+
+def render_sarif(findings: Sequence[Finding], root: Path | None = None) -> str:
+    """A SARIF 2.1.0 log with one run, for code-scanning uploads and SARIF viewers;
+    ``root``: the repository, where evidence files are looked up."""
     rule = {
         "id": RULE_ID,
         "name": "ReviewNeeded",
@@ -508,7 +553,11 @@ def render_sarif(findings: Sequence[Finding]) -> str:
                 }
             ],
             "partialFingerprints": {"hunkwiseHunk/v1": finding.hunk_id},
-            "properties": {"probability": finding.probability},
+            "properties": {
+                "probability": finding.probability,
+                "evidence": [evidence.to_dict() for evidence in finding.evidence],
+            },
+            **_related_locations(finding, root),
         }
         for finding in findings
     ]

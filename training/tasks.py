@@ -86,6 +86,10 @@ class RecordMeta:
     path: str | None = None
     lang: str | None = None
     time: str | None = None
+    #: For a hunk a later fix changed (rnp "yes", rcg): that fix's cleaned subject and
+    #: time, which the evidence index cites.
+    fix_subject: str | None = None
+    fix_time: str | None = None
 
 
 @dataclass(frozen=True)

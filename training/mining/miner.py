@@ -340,8 +340,16 @@ def build_records(
         label, fix = _label(history, candidate, options)
         labels[label or "censored"] += 1
         if label is not None:
-            fix_sha = commits[fix].sha if fix is not None else None
-            rnp_meta = RecordMeta(**{**meta.__dict__, "fix_commit": fix_sha})
+            rnp_meta = meta
+            if fix is not None:
+                rnp_meta = RecordMeta(
+                    **{
+                        **meta.__dict__,
+                        "fix_commit": commits[fix].sha,
+                        "fix_subject": subject(fix) or None,
+                        "fix_time": utc_iso(commits[fix].commit_time),
+                    }
+                )
             records[RNP].append(Record.make(RNP, hunk.text, label, rnp_meta))
             if label == LABEL_YES:
                 if informative(fix):
