@@ -23,6 +23,7 @@ import random
 import re
 import sys
 import time
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -33,29 +34,9 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.calibration import size_model_for, yes_labels
-from training.evidence import EvidenceIndex, function_of
+from training.evidence import EvidenceIndex, evidence_usefulness
 from training.mining.dataset import read_split
 from training.tasks import LABEL_YES, RNP, Record
-
-
-def usefulness(index: EvidenceIndex, test: list[Record]) -> dict:
-    fixed = [r for r in test if r.output == LABEL_YES]
-    found = index.neighbours([(r.input, r.meta.path) for r in fixed])
-    with_any = same_file = same_function = 0
-    for record, evidence in zip(fixed, found, strict=True):
-        function = function_of(record.input)
-        with_any += bool(evidence)
-        same_file += any(e.path == record.meta.path for e in evidence)
-        same_function += bool(function) and any(
-            e.path == record.meta.path and e.function == function for e in evidence
-        )
-    n = len(fixed)
-    return {
-        "fixed_test_hunks": n,
-        "with_evidence": with_any / n if n else None,
-        "top3_same_file": same_file / n if n else None,
-        "top3_same_function": same_function / n if n else None,
-    }
 
 
 def vote_scores(train: list[Record], queries: list[Record], k: int) -> np.ndarray:
@@ -165,7 +146,7 @@ def main() -> None:
     result = {
         "data": str(args.data),
         "index_items": len(index) if index else 0,
-        "usefulness": usefulness(index, test) if index else None,
+        "usefulness": asdict(evidence_usefulness(index, test)) if index else None,
         "vote_ablation": ablation(train, valid, test, args.k),
         "speed": speed(train, args.index_size, args.queries),
     }

@@ -45,6 +45,11 @@ def test_report_files_and_manifest_metrics(trained: TrainedBundle, report):
     served = manifest["metrics"]["rnp"]["scorers"]["served"]
     assert served["metrics"]["f1"] == report.rnp.served.f1
     assert "LApredict" in (trained.bundle / "report.md").read_text()
+    # The learnt pattern is in one file per function: the evidence finds fixes of the same
+    # kind of change, and says so in the report.
+    evidence = manifest["metrics"]["evidence"]
+    assert evidence["fixed_test_hunks"] > 0 and evidence["with_evidence"] > 0.5
+    assert "## Evidence from history" in (trained.bundle / "report.md").read_text()
 
 
 def test_bundle_reloads_with_identical_scores(trained: TrainedBundle):

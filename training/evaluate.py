@@ -21,6 +21,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from training.calibration import hunk_line_counts, lapredict_fit, weighted_aucs, yes_labels
+from training.evidence import EvidenceReport
 
 # --------------------------------------------------------------------------------------------
 # BLEU-4, exactly as CodeReviewer computes it
@@ -435,6 +436,8 @@ class EvaluationReport:
     rcg: GenerationReport | None = None
     cr: GenerationReport | None = None
     edit: GenerationReport | None = None
+    #: The evidence index on the test split's fixed hunks (None: no index or no such hunks).
+    evidence: EvidenceReport | None = None
     records: dict[str, dict[str, int]] = field(default_factory=dict)
     loss: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
@@ -703,6 +706,21 @@ def report_markdown(report: EvaluationReport) -> str:
                     f"| {'yes' if d.significant else 'no (the interval holds 0)'} |"
                 )
         out += ["", "![precision-recall curve](rnp_pr.svg)", ""]
+    if report.evidence is not None:
+        e = report.evidence
+        out += [
+            "## Evidence from history",
+            "",
+            f"For the {e.fixed_test_hunks} test hunks a later fix changed, the share whose "
+            f"top-3 evidence (from {e.index_items} fixed train hunks and imported reviews) "
+            "exists, holds a fix of the same file, and of the same function.",
+            "",
+            "| with evidence | same file | same function |",
+            "|---:|---:|---:|",
+            f"| {_share(e.with_evidence)} | {_share(e.top3_same_file)} "
+            f"| {_share(e.top3_same_function)} |",
+            "",
+        ]
     if report.rcg is not None:
         out += [
             "## Review comments (RCG)",
@@ -824,6 +842,7 @@ def evaluate_bundle(
     from training.bundle import read_manifest
     from training.calibration import sigmoid
     from training.engine import Engine, GenerationRequest
+    from training.evidence import evidence_usefulness
     from training.mining.dataset import read_split
     from training.progress import progress_bar
 
@@ -869,6 +888,10 @@ def evaluate_bundle(
                 write_predictions(
                     predictions, [r.id for r in test], served or adapter, adapter, labels
                 )
+    index, _ = engine.evidence_index()
+    rnp_test = read_split(data_dir, "rnp", "test")
+    if index is not None and any(r.output == "yes" for r in rnp_test):
+        results["evidence"] = evidence_usefulness(index, rnp_test)
     for task in ("rcg", "cr", "edit"):
         test = _newest(read_split(data_dir, task, "test"), cap(task))
         if not test or not engine.has_task(task):

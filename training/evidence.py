@@ -361,3 +361,36 @@ def load_evidence(bundle: Path, entry: dict[str, Any] | None) -> tuple[EvidenceI
         return EvidenceIndex.load(bundle, entry), ""
     except BundleError as error:
         return None, f"evidence left out: {error}"
+
+
+@dataclass(frozen=True)
+class EvidenceReport:
+    """How often a truly fixed test hunk's evidence points where a reviewer would look:
+    shares of the test split's rnp "yes" hunks whose top-3 evidence exists at all, holds
+    a fix of the same file, and of the same function (the hunk header's context)."""
+
+    index_items: int
+    fixed_test_hunks: int
+    with_evidence: float | None
+    top3_same_file: float | None
+    top3_same_function: float | None
+
+
+def evidence_usefulness(index: EvidenceIndex, test: Sequence[Record]) -> EvidenceReport:
+    """:class:`EvidenceReport` of ``index`` on the rnp ``test`` records."""
+    fixed = [r for r in test if r.task == RNP and r.output == LABEL_YES]
+    found = index.neighbours([(r.input, r.meta.path) for r in fixed])
+    with_any = same_file = same_function = 0
+    for record, evidence in zip(fixed, found, strict=True):
+        function = function_of(record.input)
+        with_any += bool(evidence)
+        same_file += any(e.path == record.meta.path for e in evidence)
+        same_function += bool(function) and any(
+            e.path == record.meta.path and e.function == function for e in evidence
+        )
+    n = len(fixed)
+
+    def share(count: int) -> float | None:
+        return round(count / n, 4) if n else None
+
+    return EvidenceReport(len(index), n, share(with_any), share(same_file), share(same_function))
