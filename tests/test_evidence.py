@@ -83,7 +83,9 @@ def test_what_the_index_holds_and_finds() -> None:
         "Validate before converting.",
     ]
     assert index.items[2]["source"] == "codereviewer" and index.items[2]["fix_commit"] is None
-    query = hunk(" def port(value):\n+    if value > 65535 or value < 0:\n+        raise ValueError")
+    query = hunk(
+        " def port(value):\n+    if value > 65535 or value < 0:\n+        raise ValueError"
+    )
     [found] = index.neighbours([(query, "net/util.py")])
     best = max(found, key=lambda e: e.similarity)
     assert best.path == "net/util.py" and best.fix_subject == "Fix the port bound"
@@ -182,7 +184,7 @@ def test_a_review_prints_the_fixed_changes_like_the_finding(
     manifest = read_manifest(trained.bundle)
     assert manifest.evidence is not None and manifest.evidence["items"] > 0
     result = _review(debug_clone, trained.bundle)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     finding, *evidence = result.stdout.splitlines()
     assert finding.startswith("app/module_2.py:") and "From history:" in finding
     assert evidence and all(line.startswith("    a change like this in app/") for line in evidence)
@@ -197,7 +199,7 @@ def test_review_goes_on_without_a_damaged_index(
     damaged = bundle / EVIDENCE_DIR / INDEX_FILE
     damaged.write_text(damaged.read_text().replace("app/", "lib/", 1))
     result = _review(debug_clone, bundle)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     assert result.stdout.startswith("app/module_2.py:") and "    a change" not in result.stdout
     [warning] = [line for line in result.stderr.splitlines() if "evidence left out" in line]
     assert str(damaged) in warning and "Traceback" not in result.stderr

