@@ -28,6 +28,11 @@ class FramingError(Exception):
     what was wrong."""
 
 
+class UnreadableBody(ValueError):
+    """A frame's body that is no JSON the server can read: not UTF-8, not JSON, nested
+    too deep for the reader, or a number too long to convert."""
+
+
 class FrameSource(Protocol):
     """Where frames come from: an asyncio stream, or stdin read on a thread."""
 
@@ -128,8 +133,13 @@ async def serve_frames(
         if body is None:
             return None
         try:
-            message = json.loads(body, object_hook=protocol.structure_message)
-            protocol.handle_message(message)
+            try:
+                data = json.loads(body)
+            except RecursionError:
+                raise UnreadableBody("the message is nested too deep to read") from None
+            except ValueError as error:  # JSON's, UTF-8's, or int()'s digit limit
+                raise UnreadableBody(f"the message is not JSON: {error}") from None
+            protocol.handle_message(protocol.structure_message(data))
         except Exception as error:
             log.debug("unable to handle a message", exc_info=True)
             error_handler(error, JsonRpcException)

@@ -2,24 +2,32 @@
 request exactly once, whatever a client sends. Params that do not deserialize get a
 -32602 naming the field (pygls raises in its reader, answers nothing and pops up "Error in
 server"), an unusable id or method a -32600, a second ``initialize`` or a request after
-``shutdown`` a -32600, a request before ``initialize`` a -32002; notifications with bad
-params are logged once; no error carries a traceback; documents keep LSP's lines."""
+``shutdown`` a -32600, a request before ``initialize`` a -32002; a body that is not JSON a
+-32700, one that is no message object, a batch (LSP has none), a request for a
+notification, a message nested deeper than ``MAX_NESTING`` a -32600; notifications with
+bad params are logged once; no error carries a traceback; documents keep LSP's lines."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
+from collections.abc import Generator
 from typing import Any
 
 from cattrs import BaseValidationError, transform_error
 from cattrs.v import format_exception
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInvalidParams
-from pygls.protocol import LanguageServerProtocol
-from pygls.protocol.json_rpc import JsonRPCNotification, JsonRPCRequestMessage, RPCRequest
+from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
+from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.protocol.json_rpc import (
+    JsonRPCNotification,
+    JsonRPCRequestMessage,
+    JsonRPCResponseMessage,
+    RPCRequest,
+)
 from pygls.workspace import Workspace
 
+from server.frames import UnreadableBody
 from server.text import LspWorkspace
 
 log = logging.getLogger(__name__)
@@ -29,10 +37,51 @@ HANDLED = object()
 _SNAKE = re.compile(r"_([a-z])")
 #: Bad notifications logged, at most this many distinct ones (a flood stays small).
 _LOGGED_AT_MOST = 100
+#: Deeper than this a message is refused unread: no LSP message nests so deep, and the
+#: converter and the JSON writer recurse once a level (about 400 levels overflow them, so a
+#: ``codeAction/resolve`` that echoes its data would go unanswered).
+MAX_NESTING = 100
+#: LSP's notifications: a message for one that carries an id is refused.
+_NOTIFICATIONS = frozenset(
+    method for method, kinds in types.METHOD_TO_TYPES.items() if kinds[1] is None
+)
+#: A JSON-RPC request's members: pygls' fallback message types take no others.
+_MEMBERS = ("jsonrpc", "id", "method", "params")
+_NO_BATCHES = "batches are not part of LSP: send each message in a frame of its own"
 
 
 def _valid_id(value: Any) -> bool:
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def nesting(value: Any) -> int:
+    """How deep JSON arrays and objects nest in ``value`` (a scalar: 0), without
+    recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+    return deepest
+
+
+def _envelope_problem(data: dict[str, Any]) -> str | None:
+    """What makes a message with a method no JSON-RPC message the server reads."""
+    method = data["method"]
+    if data.get("jsonrpc") != "2.0":
+        return 'a message must say "jsonrpc": "2.0"'
+    if not isinstance(method, str):
+        return "the method must be a string"
+    if "id" in data and method in _NOTIFICATIONS:
+        return f"{method} is a notification: send it without an id"
+    if nesting(data) > MAX_NESTING:
+        return f"the message nests deeper than {MAX_NESTING} levels"
+    return None
 
 
 def _describe(error: BaseException, type_: Any) -> str:
@@ -46,17 +95,19 @@ def params_problem(method: str, error: Exception) -> str:
     """A one-line message naming what is wrong in a message's params, in the protocol's
     camelCase (``invalid params for textDocument/codeAction: context: required field
     missing``)."""
-    if isinstance(error, BaseValidationError):
-        found = []
-        for line in transform_error(error, format_exception=_describe):
-            what, _, where = line.rpartition(" @ ")
-            where = where.removeprefix("$.params.").removeprefix("$.")
-            where = _SNAKE.sub(lambda match: match.group(1).upper(), where)
-            found.append(f"{where}: {what}" if what else line)
-        details = "; ".join(found[:5])
-    else:
-        details = str(error) or type(error).__name__
-    return f"invalid params for {method}: {details}"
+    return f"invalid params for {method}: {_details(error)}"
+
+
+def _details(error: Exception) -> str:
+    if not isinstance(error, BaseValidationError):
+        return str(error) or type(error).__name__
+    found = []
+    for line in transform_error(error, format_exception=_describe):
+        what, _, where = line.rpartition(" @ ")
+        where = where.removeprefix("$.params.").removeprefix("$.")
+        where = _SNAKE.sub(lambda match: match.group(1).upper(), where)
+        found.append(f"{where}: {what}" if what else line)
+    return "; ".join(found[:5])
 
 
 class HunkwiseProtocol(LanguageServerProtocol):
@@ -82,21 +133,39 @@ class HunkwiseProtocol(LanguageServerProtocol):
 
     # -- reading -----------------------------------------------------------------------
 
-    def structure_message(self, data: dict[str, Any]) -> Any:
-        if "jsonrpc" not in data or "method" not in data:
-            return super().structure_message(data)  # an inner object, or a response
+    def structure_message(self, data: Any) -> Any:
+        """The message a frame's JSON value ``data`` holds (only the frame's own object is
+        one: pygls would read any inner object with "jsonrpc" and "method" keys as a
+        message), or HANDLED when it was answered or dropped here."""
+        if isinstance(data, list):
+            self._refuse_batch(data)
+            return HANDLED
+        if not isinstance(data, dict):
+            self._refuse(None, "a message must be a JSON object")
+            return HANDLED
+        if "method" not in data:
+            return self._structure_response(data)
         method = data["method"]
         is_request = "id" in data
         if is_request and not _valid_id(data["id"]):
             self._refuse(None, "the request id must be a string or an integer")
             return HANDLED
-        if not isinstance(method, str):
+        problem = _envelope_problem(data)
+        if problem is not None:
             if is_request:
-                self._refuse(data["id"], "the method must be a string")
+                self._refuse(data["id"], problem)
+            else:
+                self._ignore(f"ignoring a notification: {problem}")
             return HANDLED
-        fallback = JsonRPCRequestMessage if is_request else JsonRPCNotification
+        message_type = self.get_message_type(method)
+        if is_request and not self._handles(method):
+            message_type = None  # answered "method not found", whatever its params
+        if message_type is None:
+            message_type = JsonRPCRequestMessage if is_request else JsonRPCNotification
+            # JSON-RPC's params may be left out; members it does not know are ignored
+            data = {"params": None, **{key: data[key] for key in _MEMBERS if key in data}}
         try:
-            return self._converter.structure(data, self.get_message_type(method) or fallback)
+            return self._converter.structure(data, message_type)
         except Exception as error:
             problem = params_problem(method, error)
         if is_request:
@@ -105,9 +174,59 @@ class HunkwiseProtocol(LanguageServerProtocol):
                 data["id"],
                 error=types.ResponseError(types.ErrorCodes.InvalidParams, problem),
             )
-        elif problem not in self._logged and len(self._logged) < _LOGGED_AT_MOST:
+        else:
+            self._ignore(f"ignoring a notification: {problem}")
+        return HANDLED
+
+    def _handles(self, method: str) -> bool:
+        return method in self.fm.builtin_features or method in self.fm.features
+
+    def _ignore(self, problem: str) -> None:
+        """Log a message dropped unanswered, once (a flood logs at most a hundred)."""
+        if problem not in self._logged and len(self._logged) < _LOGGED_AT_MOST:
             self._logged.add(problem)
-            log.warning("ignoring a notification: %s", problem)
+            log.warning("%s", problem)
+
+    def _refuse_batch(self, items: list[Any]) -> None:
+        """Each request in a batch refused, as JSON-RPC answers each message of a batch
+        (an element that is no message, or an empty batch, with a null id)."""
+        if not items:
+            self._refuse(None, _NO_BATCHES)
+        for item in items:
+            if not isinstance(item, dict):
+                self._refuse(None, _NO_BATCHES)
+            elif "method" in item and "id" in item:
+                self._refuse(item["id"] if _valid_id(item["id"]) else None, _NO_BATCHES)
+            elif "method" not in item and "id" not in item:
+                self._refuse(None, _NO_BATCHES)
+
+    def _structure_response(self, data: dict[str, Any]) -> Any:
+        """A client's response to one of the server's requests. One the converter cannot
+        read fails the request it answers, so that the handler waiting for it (and the
+        client's request that handler serves) gets an answer; one to no request the server
+        sent is dropped (pygls looks its id up among all pending requests, the client's
+        own included, and would resolve one of those with it)."""
+        if "id" not in data:
+            self._refuse(None, "a message needs a method (or, as a response, an id)")
+            return HANDLED
+        msg_id = data["id"]
+        if data.get("jsonrpc") != "2.0" or not _valid_id(msg_id):
+            self._ignore(f"ignoring a response with id {msg_id!r}: not JSON-RPC 2.0")
+            return HANDLED
+        if msg_id not in self._result_types:
+            self._ignore(f"ignoring a response to {msg_id!r}: the server sent no such request")
+            return HANDLED
+        result_type = self._result_types.pop(msg_id) or JsonRPCResponseMessage
+        response_type = types.ResponseErrorMessage if "error" in data else result_type
+        try:
+            return self._converter.structure(data, response_type)
+        except Exception as error:
+            problem = f"the client's response to request {msg_id!r} cannot be read: "
+            problem += _details(error)
+        log.warning("%s", problem)
+        future = self._request_futures.pop(msg_id, None)
+        if future is not None and not future.done():
+            future.set_exception(JsonRpcInternalError(problem))
         return HANDLED
 
     def handle_message(self, message: Any) -> None:
@@ -153,12 +272,23 @@ class HunkwiseProtocol(LanguageServerProtocol):
     def answer_unreadable(self, error: Exception) -> bool:
         """A message that is not JSON gets a -32700 with a null id, as JSON-RPC says;
         whether ``error`` was that."""
-        if not isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):
+        if not isinstance(error, UnreadableBody):
             return False
-        self._send_without_id(
-            types.ResponseError(types.ErrorCodes.ParseError, f"the message is not JSON: {error}")
-        )
+        self._send_without_id(types.ResponseError(types.ErrorCodes.ParseError, str(error)))
         return True
+
+    @lsp_method(types.SHUTDOWN)
+    def lsp_shutdown(self, *args: Any) -> Generator[Any, Any, None]:
+        """pygls' ``shutdown``, cancelling the requests still running from a copy of their
+        table: a cancelled request's answer takes it out of the table, which pygls
+        iterates, so it would answer the shutdown with an internal error."""
+        if (user_handler := self.fm.features.get(types.SHUTDOWN)) is not None:
+            yield user_handler, args, None
+        current_id = self.msg_id
+        for msg_id, future in list(self._request_futures.items()):
+            if msg_id != current_id and not future.done():
+                future.cancel()
+        self._shutdown = True
 
     # -- writing -----------------------------------------------------------------------
 

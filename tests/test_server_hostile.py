@@ -8,12 +8,9 @@ tests/lsp_stand_in_engine.py where a bundle must be ready."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import queue
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from pygls.workspace.position_codec import PositionCodec
 
 from server.text import LspTextDocument, model_safe
 from tests.gitrepo import GitRepo
+from tests.lsp_raw_client import RawClient
 from tests.lsp_session import (
     ROOT,
     SERVER,
@@ -38,101 +36,6 @@ from tests.lsp_session import (
     status,
 )
 from tests.lsp_stand_in_engine import write_stand_in_bundle
-
-
-class RawClient:
-    """A bare JSON-RPC client over the server's stdin/stdout, with Content-Length framing:
-    it sends whatever bytes a test gives it and collects every message the server sends."""
-
-    def __init__(
-        self, command: tuple[str, ...], env: dict[str, str], stderr: int = subprocess.DEVNULL
-    ) -> None:
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-        )
-        self.received: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.seen: list[dict[str, Any]] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        stream = self.process.stdout
-        assert stream is not None
-        while True:
-            length = None
-            while (header := stream.readline()) not in (b"\r\n", b""):
-                name, _, value = header.decode("ascii").partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            if not header or length is None:
-                return
-            self.received.put(json.loads(stream.read(length)))
-
-    def send(self, message: dict[str, Any] | bytes, header: bytes = b"Content-Length") -> None:
-        body = message if isinstance(message, bytes) else json.dumps(message).encode()
-        self.send_raw(header + b": %d\r\n\r\n" % len(body) + body)
-
-    def send_raw(self, data: bytes) -> None:
-        """Bytes as they are, framed or not."""
-        assert self.process.stdin is not None
-        self.process.stdin.write(data)
-        self.process.stdin.flush()
-
-    def request(self, msg_id: Any, method: str, params: Any = None) -> None:
-        self.send({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params})
-
-    def notify(self, method: str, params: Any = None) -> None:
-        self.send({"jsonrpc": "2.0", "method": method, "params": params})
-
-    def collect(self, seconds: float) -> list[dict[str, Any]]:
-        """Every message that arrives within ``seconds``."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                self.seen.append(self.received.get(timeout=left))
-            except queue.Empty:
-                break
-        return list(self.seen)
-
-    def response(self, msg_id: Any, timeout: float = 30.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [m for m in self.seen if m.get("id") == msg_id and "method" not in m]
-            if found:
-                return found[0]
-            left = deadline - time.monotonic()
-            assert left > 0, f"no response to request {msg_id!r}"
-            with contextlib.suppress(queue.Empty):
-                self.seen.append(self.received.get(timeout=left))
-
-    def initialize(self, root: Path, options: dict[str, Any] | None = None) -> dict[str, Any]:
-        self.request(
-            "init",
-            "initialize",
-            {
-                "processId": None,
-                "rootUri": root.as_uri(),
-                "capabilities": {},
-                "initializationOptions": options or {},
-            },
-        )
-        answer = self.response("init")
-        self.notify("initialized", {})
-        return answer
-
-    def close(self) -> None:
-        self.request("bye", "shutdown")
-        self.response("bye")
-        self.notify("exit")
-        try:
-            self.process.wait(10)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -517,5 +420,268 @@ def test_commands_refuse_files_outside_ranges_past_the_end_and_long_instructions
             open_document(client, "untitled:Untitled-1", "one\ntwo\n")
             assert await edit(client, "untitled:Untitled-1") == {"applied": True}
             assert client.edits[-1].edit.document_changes[0].edits[0].new_text == "ONE\n"
+
+    asyncio.run(run())
+
+
+# -- documents that are not files on disk -------------------------------------------------
+
+
+async def _until_ready(client) -> None:
+    for _ in range(500):
+        if (await status(client))["state"] == "ready":
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the stand-in bundle never loaded")
+
+
+def _shown(client) -> list[str]:
+    return [message.message for message in client.messages]
+
+
+def test_an_untitled_document_gets_no_review_and_commands_say_to_save_it(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("Add", app_dot_py="a = 1\n")
+    bundle = write_stand_in_bundle(tmp_path / "bundle")
+    untitled = "untitled:Untitled-1"
+
+    async def run() -> None:
+        options = {"bundle": str(bundle), "debounceMs": 0}
+        async with session(repo.path, options, STAND_IN_SERVER, env=_env(tmp_path)) as client:
+            await _until_ready(client)
+            open_document(client, untitled, "print('debug')\n")
+            logged = f"hunkwise: no review for {untitled}: not a file on disk"
+            for _ in range(500):
+                if logged in [m.message for m in client.log_messages]:
+                    break
+                await asyncio.sleep(0.02)
+            assert logged in [m.message for m in client.log_messages]
+            assert _shown(client) == [] and client.published == []  # opened: no popup
+            answer = await execute(
+                client, "hunkwise.applyRefinement", {"uri": untitled, "hunk": "x"}
+            )
+            reason = f"{untitled} is not a file on disk: save it to review it"
+            assert answer == {"applied": False, "reason": reason}
+            assert _shown(client) == [f"hunkwise: {reason}"]
+            client.text_document_did_close(
+                types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(untitled))
+            )
+            whole = {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}}
+            with pytest.raises(JsonRpcInvalidParams, match="is not open and not a file on disk"):
+                await execute(
+                    client,
+                    "hunkwise.editWithInstruction",
+                    {"uri": untitled, "range": whole, "instruction": "Shout."},
+                )
+            assert client.published == []
+
+    asyncio.run(run())
+
+
+def test_files_missing_on_disk_are_reviewed_from_the_buffer_or_refused_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("Add", app_dot_py="a = 1\n", gone_dot_py="g = 1\n")
+    repo.remove("gone.py")  # deleted on disk, still in HEAD
+    bundle = write_stand_in_bundle(tmp_path / "bundle")
+    gone = (repo.path / "gone.py").as_uri()
+    never_saved = (repo.path / "new" / "never.py").as_uri()  # its directory is missing too
+    missing = (repo.path / "missing.py").as_uri()
+    whole = {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}}
+
+    async def run() -> None:
+        options = {"bundle": str(bundle), "debounceMs": 0}
+        async with session(repo.path, options, STAND_IN_SERVER, env=_env(tmp_path)) as client:
+            await _until_ready(client)
+            open_document(client, gone, "g = 1\nprint(g)\n")
+            open_document(client, never_saved, "print('new')\n")
+            (on_gone,) = (await published(client, gone, 1)).diagnostics
+            assert on_gone.range.start.line == 1  # against HEAD's gone.py
+            (on_new,) = (await published(client, never_saved, 1)).diagnostics
+            assert on_new.range.start.line == 0  # all of it added
+            hunk = on_new.data["hunk"]
+            refined = await execute(
+                client, "hunkwise.applyRefinement", {"uri": never_saved, "hunk": hunk}
+            )
+            assert refined == {"applied": True}
+            edit = {"uri": gone, "range": whole, "instruction": "Shout."}
+            assert await execute(client, "hunkwise.editWithInstruction", edit) == {"applied": True}
+            assert client.edits[-1].edit.document_changes[0].edits[0].new_text == "G = 1\n"
+            # Neither open nor on disk: refused, saying so, before anything is read.
+            for name, argument in (
+                (
+                    "hunkwise.editWithInstruction",
+                    {"uri": missing, "range": whole, "instruction": "x"},
+                ),
+                ("hunkwise.applyRefinement", {"uri": missing, "hunk": hunk}),
+            ):
+                with pytest.raises(JsonRpcInvalidParams, match="no such file on disk"):
+                    await execute(client, name, argument)
+            said = _shown(client) + [m.message for m in client.log_messages]
+            assert not [m for m in said if "model failed" in m or "FileNotFound" in m], said
+
+    asyncio.run(run())
+
+
+# -- text a tokenizer cannot take, in commands ----------------------------------------------
+
+
+class StrictTokenizer:
+    """Wraps a STAND-IN engine so that, like a real tokenizer, it refuses a lone surrogate
+    (no UTF-8 for it) or a NUL in anything it is given: hunks, code, comments and
+    instructions."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    @staticmethod
+    def _tokenize(texts: Any) -> None:
+        for text in texts:
+            if "\x00" in text:
+                raise ValueError("stand-in tokenizer: a NUL in the input")
+            text.encode("utf-8")  # UnicodeEncodeError for a lone surrogate
+
+    def score(self, hunks):
+        self._tokenize(hunk.text for hunk in hunks)
+        return self._engine.score(hunks)
+
+    def comment(self, hunks):
+        self._tokenize(hunk.text for hunk in hunks)
+        return self._engine.comment(hunks)
+
+    def refine(self, codes, comments):
+        self._tokenize([*codes, *comments])
+        return self._engine.refine(codes, comments)
+
+    def edit(self, codes, instructions):
+        self._tokenize([*codes, *instructions])
+        return self._engine.edit(codes, instructions)
+
+
+def serve_with_strict_tokenizer() -> None:
+    """The real server over stdio with a STAND-IN engine behind ``StrictTokenizer``."""
+    from server.server import create_server
+    from tests.lsp_stand_in_engine import load_stand_in
+
+    os.environ["GIT_OPTIONAL_LOCKS"] = "0"
+    server = create_server(loader=lambda *args: StrictTokenizer(load_stand_in(*args)))
+    try:
+        server.start_io()
+    finally:
+        if not server.shut_down_cleanly:
+            server.close()
+
+
+STRICT_TOKENIZER_SERVER = (
+    SERVER[0],
+    "-c",
+    "from tests.test_server_hostile import serve_with_strict_tokenizer as serve; serve()",
+)
+
+
+def test_instructions_selections_and_refined_code_reach_the_model_model_safe(
+    tmp_path: Path,
+) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("Add", app_dot_py="a = 1\n")
+    bundle = write_stand_in_bundle(tmp_path / "bundle")
+    app = (repo.path / "app.py").as_uri()
+    odd = 'a = 1\nx = "\udc80"\nprint(x)\n'
+    line = {"start": {"line": 1, "character": 0}, "end": {"line": 2, "character": 0}}
+
+    def new_text(client) -> str:
+        return client.edits[-1].edit.document_changes[0].edits[0].new_text
+
+    async def run() -> None:
+        options = {"bundle": str(bundle), "debounceMs": 0}
+        async with session(
+            repo.path, options, STRICT_TOKENIZER_SERVER, env=_env(tmp_path)
+        ) as client:
+            await _until_ready(client)
+            open_document(client, app, odd)
+            (finding,) = (await published(client, app, 1)).diagnostics
+            hunk = finding.data["hunk"]
+            answer = await execute(client, "hunkwise.applyRefinement", {"uri": app, "hunk": hunk})
+            assert answer == {"applied": True}, _shown(client)
+            assert new_text(client) == 'a = 1\nx = "\ufffd"\n'  # the print( line dropped
+            edit = {"uri": app, "range": line, "instruction": "Shout \udc80 and \x00 \ud800."}
+            assert await execute(client, "hunkwise.editWithInstruction", edit) == {"applied": True}
+            assert new_text(client) == 'X = "\ufffd"\n'
+            # A NUL keeps a buffer from review (binary) but not from an instruction edit.
+            open_document(client, "untitled:nul", 'nul = "\x00"\n')
+            first = {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}}
+            edit = {"uri": "untitled:nul", "range": first, "instruction": "Shout."}
+            assert await execute(client, "hunkwise.editWithInstruction", edit) == {"applied": True}
+            assert new_text(client) == 'NUL = "\ufffd"\n'
+            assert _shown(client) == []
+
+    asyncio.run(run())
+
+
+# -- trainFromRepo checks its arguments before it starts ----------------------------------
+
+
+def test_train_from_repo_refuses_bad_arguments_before_the_trainer_starts(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("Add", app_dot_py="a = 1\n")
+    (repo.path / "models" / "local").mkdir(parents=True)
+    (repo.path / "models" / "local" / "config.json").write_text("{}")
+    (tmp_path / "not-a-model").mkdir()
+    pid_file = tmp_path / "trainer.pid"
+    control = tmp_path / "control.json"
+    control.write_text(json.dumps({"steps": 1, "pid_file": str(pid_file)}))
+    env = {
+        **_env(tmp_path),
+        "HUNKWISE_STAND_IN_CONTROL": str(control),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    work = tmp_path / "cache" / "hunkwise"  # where the default bundle would be written
+
+    async def train(client, argument: Any) -> Any:
+        return await execute(client, "hunkwise.trainFromRepo", argument)
+
+    async def run() -> None:
+        async with session(repo.path, {}, STAND_IN_SERVER, env=env) as client:
+            for _ in range(500):
+                if (await status(client))["state"] == "no-bundle":
+                    break
+                await asyncio.sleep(0.02)
+            before = len(client.messages)
+            for argument, field in (
+                (7, "object argument"),
+                ({"base": 5}, "'base'"),
+                ({"base": ["tiny"]}, "'base'"),
+                ({"base": "ti\x00ny"}, "'base'"),
+                ({"tasks": 5}, "'tasks'"),
+                ({"tasks": {"rnp": 1}}, "'tasks'"),
+                ({"tasks": ["rnp", 3]}, "'tasks'"),
+                ({"tasks": "rnp,nope"}, "'tasks' has unknown tasks 'nope'"),
+            ):
+                with pytest.raises(JsonRpcInvalidParams, match=field):
+                    await train(client, argument)
+            for base, reason in (
+                ("./no-such-model", "no such directory"),
+                (str(tmp_path / "not-a-model"), "has no config.json"),
+                ("nobody/no-such-model", "the hub is offline"),
+                ("bundle:base", "names the base stored in a bundle"),
+                ("no..such", "base model 'no..such'"),  # a name the hub refuses as an id
+            ):
+                answer = await train(client, {"base": base, "tasks": ["rnp"]})
+                assert answer["trained"] is False and reason in answer["reason"], answer
+                assert client.messages[-1].message == f"hunkwise: cannot train: {answer['reason']}"
+            assert len(client.messages) == before + 5  # one message per refusal
+            assert not pid_file.exists() and not work.exists()  # nothing started or written
+            began = [r for rs in client.progress_reports.values() for r in rs if r.kind == "begin"]
+            assert not [r.title for r in began if "training" in r.title]
+            # A relative base is a directory of the repository, where the trainer runs.
+            answer = await train(client, {"base": "models/local", "tasks": "rnp"})
+            assert answer["trained"] is True, answer
+            ran = [m.message for m in client.log_messages if "running" in m.message]
+            assert f"--base {repo.path / 'models' / 'local'} " in ran[-1], ran
 
     asyncio.run(run())
