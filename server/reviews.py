@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from pygls.uris import from_fs_path
 from server.model import ModelState, NoModel, Priority, ResultCache, describe_error
 from server.text import LineMap, model_safe
 from server.workspace import BaseText, Skipped, comparable_buffer, disk_path
+from training.config import excluded
 from training.errors import HunkwiseError
 from training.evidence import Evidence
 from training.hunks import Hunk, diff_texts
@@ -765,57 +765,3 @@ def _contains(area: types.Range, position: types.Position) -> bool:
 
 def _overlaps(area: types.Range, selection: types.Range) -> bool:
     return area.start.line <= selection.end.line and selection.start.line <= area.end.line
-
-
-_GLOB_CACHE: dict[str, re.Pattern[str]] = {}
-
-
-def glob_pattern(glob: str) -> re.Pattern[str]:
-    """A glob as editors' file-exclude settings read it: ``**`` crosses directories, ``*``
-    and ``?`` do not, ``[abc]`` and ``{a,b}`` choose; a pattern without "/" matches a name
-    anywhere, and a directory pattern matches everything below it."""
-    cached = _GLOB_CACHE.get(glob)
-    if cached is not None:
-        return cached
-    text = glob.strip().lstrip("/")
-    if "/" not in text.rstrip("/"):
-        text = "**/" + text
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if text.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-            continue
-        if text.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        close = text.find("]", i + 2) if char == "[" else -1
-        brace = text.find("}", i) if char == "{" else -1
-        if char == "*":
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif close != -1:
-            body = text[i + 1 : close]
-            negate = body[:1] in ("!", "^")
-            body = re.sub(r"([\\\]^])", r"\\\1", body[1:] if negate else body)
-            out.append(f"[{'^' if negate else ''}{body}]")
-            i = close
-        elif brace != -1:
-            choices = text[i + 1 : brace].split(",")
-            out.append("(?:" + "|".join(re.escape(choice) for choice in choices) + ")")
-            i = brace
-        else:
-            out.append(re.escape(char))
-        i += 1
-    pattern = re.compile("".join(out).rstrip("/") + r"(?:/.*)?\Z", re.DOTALL)
-    _GLOB_CACHE[glob] = pattern
-    return pattern
-
-
-def excluded(relpath: str, globs: Sequence[str]) -> bool:
-    """Does any of the ``hunkwise.exclude`` globs match this repository-relative path?"""
-    return any(glob_pattern(glob).match(relpath) for glob in globs)

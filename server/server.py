@@ -30,6 +30,7 @@ from server.settings import SECTION, Settings, merge
 from server.text import LineMap, model_safe
 from server.workspace import Repositories, disk_path
 from training import __version__
+from training.config import read_repo_config, repo_layer
 from training.errors import HunkwiseError
 from training.review import (
     RULE_ID,
@@ -279,6 +280,19 @@ class HunkwiseServer(LanguageServer):
                 return found
         return None
 
+    def repo_settings(self) -> dict[str, Any]:
+        """The repository's own configuration (hunkwise.toml or pyproject.toml's
+        [tool.hunkwise]): the defaults under the editor's settings. A file that is not
+        TOML is shown once and left out."""
+        root = self.repo_root()
+        if root is None:
+            return {}
+        try:
+            return repo_layer(read_repo_config(root))
+        except HunkwiseError as error:
+            self.show_once(f"hunkwise: {error}")
+            return {}
+
     def bundle_path(self) -> Path | None:
         """The ``bundle`` setting (relative paths from the first workspace folder), else
         the default location for the workspace's repository."""
@@ -291,9 +305,9 @@ class HunkwiseServer(LanguageServer):
         root = self.repo_root()
         if root is None:
             return None
-        from training.bundle import default_bundle_dir
+        from training.bundle import find_default_bundle
 
-        return default_bundle_dir(root)
+        return find_default_bundle(root)[0]
 
     async def fetch_configuration(self) -> None:
         """The client's ``hunkwise`` section, when it answers ``workspace/configuration``."""
@@ -315,7 +329,9 @@ class HunkwiseServer(LanguageServer):
     def update_settings(self) -> None:
         """Merge initializationOptions and the client's settings; report bad values; act
         on what changed."""
-        settings, problems, unknown = merge([self.init_options, self.client_settings])
+        settings, problems, unknown = merge(
+            [self.repo_settings(), self.init_options, self.client_settings]
+        )
         for problem in problems:
             self.show_once(problem.message)
         for key in unknown:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.gitrepo import GitRepo
 from training.bundle import (
     BUNDLE_FORMAT,
     BundleError,
@@ -24,6 +25,8 @@ from training.bundle import (
     clean_stale,
     default_bundle_dir,
     ensure_replaceable,
+    find_default_bundle,
+    legacy_bundle_dir,
     read_manifest,
     write_manifest,
 )
@@ -352,15 +355,44 @@ def test_writer_refuses_to_replace_what_is_not_a_bundle(tmp_path):
 
 
 def test_default_bundle_dir(tmp_path, monkeypatch):
+    """Keyed by the history (its root commit): every clone and worktree shares one bundle;
+    another history, or a repository without commits, gets its own."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    one, two = tmp_path / "a" / "flask", tmp_path / "b" / "flask"
-    one.mkdir(parents=True)
-    two.mkdir(parents=True)
-    path = default_bundle_dir(one)
-    assert path.parent == tmp_path / "cache" / "hunkwise"
-    name, digest = path.name.rsplit("-", 1)
-    assert name == "flask" and len(digest) == 8
-    assert default_bundle_dir(one / ".." / "flask") == path
-    assert default_bundle_dir(two) != path
+    repo = GitRepo(tmp_path / "a" / "flask")
+    root = repo.commit("Start", app_dot_py="x = 1\n")
+    repo.commit("More", app_dot_py="x = 2\n")
+    path = default_bundle_dir(repo.path)
+    assert path == tmp_path / "cache" / "hunkwise" / root[:12]
+    clone = tmp_path / "b" / "other-name"
+    subprocess.run(["git", "clone", "-q", str(repo.path), str(clone)], check=True, env=repo.env)
+    worktree = tmp_path / "wt"
+    subprocess.run(
+        ["git", "worktree", "add", "-q", str(worktree)], cwd=repo.path, check=True, env=repo.env
+    )
+    assert default_bundle_dir(clone) == default_bundle_dir(worktree) == path
+    assert default_bundle_dir(repo.path / "..") != path  # not a repository
+    other = GitRepo(tmp_path / "c" / "flask")
+    other.commit("Another start", app_dot_py="y = 1\n")
+    assert default_bundle_dir(other.path) != path
+    empty = tmp_path / "empty"
+    subprocess.run(["git", "init", "-q", str(empty)], check=True)
+    assert default_bundle_dir(empty) == legacy_bundle_dir(empty)
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert default_bundle_dir(one).parent == Path.home() / ".cache" / "hunkwise"
+    assert default_bundle_dir(repo.path).parent == Path.home() / ".cache" / "hunkwise"
+
+
+def test_a_bundle_at_the_legacy_location_is_still_found(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    repo = GitRepo(tmp_path / "flask")
+    repo.commit("Start", app_dot_py="x = 1\n")
+    legacy = legacy_bundle_dir(repo.path)
+    name, digest = legacy.name.rsplit("-", 1)
+    assert name == "flask" and len(digest) == 8
+    assert find_default_bundle(repo.path)[0] == default_bundle_dir(repo.path)
+    legacy.mkdir(parents=True)
+    write_manifest(legacy, Manifest(base_model="bundle:base"))
+    path, why = find_default_bundle(repo.path)
+    assert path == legacy and "older hunkwise" in why
+    default_bundle_dir(repo.path).mkdir(parents=True)
+    write_manifest(default_bundle_dir(repo.path), Manifest(base_model="bundle:base"))
+    assert find_default_bundle(repo.path)[0] == default_bundle_dir(repo.path)

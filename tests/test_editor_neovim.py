@@ -238,7 +238,7 @@ def test_neovim_reviews_refines_and_edits(tmp_path: Path, editor_bundle: Path):
 
 def test_plugin_knows_every_server_setting():
     """The plugin sends the settings by the server's own names."""
-    from server.settings import KEYS
+    from training.config import KEYS
 
     source = (NVIM_PLUGIN / "lua" / "hunkwise" / "init.lua").read_text(encoding="utf-8")
     block = re.search(r"M\.setting_keys = \{(.*?)\}", source, re.S)

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from server.settings import KEYS, Settings
+from server.settings import Settings
 from tests.test_editor_neovim import editor_bundle  # noqa: F401  (the shared bundle fixture)
+from training.config import KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTENSION = ROOT / "editors" / "vscode"

@@ -22,8 +22,11 @@ from training.hunks import Hunk
 from training.review import (
     FileChange,
     Finding,
+    Reviewable,
     finding_lines,
     hunks_for,
+    hunks_from_patch,
+    range_note,
     render_json,
     render_sarif,
     render_text,
@@ -579,3 +582,215 @@ def test_a_bundle_without_an_rnp_adapter_says_why_and_reports_nothing(
     result = CliRunner().invoke(main, [*args, "--format", "json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["findings"] == []
+
+
+# -- a branch against its base, and patches ----------------------------------------------
+
+LIB = "".join(f"def f{n}():\n    return {n}\n\n" for n in range(30))
+
+
+@pytest.fixture(scope="module")
+def forked(tmp_path_factory) -> GitRepo:
+    """feature (checked out) forks from main and changes app.py; main then moves on: it
+    changes lib.py in two places and adds new.py. A branch `unrelated` shares no commit."""
+    repo = GitRepo(tmp_path_factory.mktemp("forked") / "repo")
+    repo.commit("Start", app_dot_py="x = 1\n", lib_dot_py=LIB)
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.commit("Feature", app_dot_py="x = 2\n")
+    repo.git("checkout", "-q", "main")
+    later = LIB.replace("return 3\n", "return 33\n").replace("return 25\n", "return 52\n")
+    repo.commit("Main moves on", lib_dot_py=later, new_dot_py="n = 1\n")
+    repo.git("checkout", "-q", "feature")
+    tree = repo.git("hash-object", "-t", "tree", "--stdin", input=b"").strip()
+    lone = repo.git("commit-tree", tree, "-m", "Unrelated").strip()
+    repo.git("branch", "unrelated", lone)
+    return repo
+
+
+def test_a_branch_against_its_base_is_only_its_own_changes(forked: GitRepo) -> None:
+    feature = [("app.py", [(1, "x = 1")], [(1, "x = 2")])]
+    for selection in (
+        hunks_for(forked.path, base="main"),
+        hunks_for(forked.path, "main...feature"),
+        hunks_for(forked.path, "main..."),  # an omitted end is HEAD
+    ):
+        assert [(h.path, h.deleted, h.added) for h in selection.hunks] == feature
+    # --base reviews what is committed, as `git diff main...HEAD`: not the work tree
+    forked.write("lib.py", LIB + "extra = 1\n")
+    try:
+        assert [h.path for h in hunks_for(forked.path, base="main").hunks] == ["app.py"]
+    finally:
+        forked.write("lib.py", LIB)
+
+
+def test_a_two_dot_range_is_gits_diff_of_the_two_trees(forked: GitRepo) -> None:
+    two_dot = hunks_for(forked.path, "main..feature").hunks
+    assert two_dot == hunks_from_patch(forked.git("diff", "main", "feature")).hunks
+    # main's own later changes, reversed: what the note warns about
+    assert [(h.path, h.added) for h in two_dot] == [
+        ("app.py", [(1, "x = 2")]),
+        ("lib.py", [(11, "    return 3")]),
+        ("lib.py", [(77, "    return 25")]),
+        ("new.py", []),
+    ]
+    note = range_note(forked.path, "main..feature")
+    assert note == (
+        "main has 1 commit that feature lacks, so main..feature also shows those changes, "
+        "reversed; to review only what feature changed since it forked from main, use "
+        "main...feature (or --base main)"
+    )
+    assert "(or --base" not in range_note(forked.path, "feature..main")
+    for quiet in ("main...feature", "feature~1..feature", "HEAD", None, "main..unrelated"):
+        assert range_note(forked.path, quiet) is None
+
+
+def test_base_and_three_dot_errors(forked: GitRepo, tmp_path: Path) -> None:
+    with pytest.raises(HunkwiseError, match=r"unknown base 'origin/main'.*git fetch"):
+        hunks_for(forked.path, base="origin/main")
+    with pytest.raises(HunkwiseError, match="unknown revision 'nope'"):
+        hunks_for(forked.path, "main...nope")
+    with pytest.raises(HunkwiseError) as error:
+        hunks_for(forked.path, "main...unrelated")
+    assert str(error.value) == (
+        "main and unrelated share no commit, so main...unrelated has no merge base to review "
+        "from; main..unrelated compares the two trees whole"
+    )
+    with pytest.raises(HunkwiseError, match="unrelated and HEAD share no commit"):
+        hunks_for(forked.path, base="unrelated")
+    with pytest.raises(HunkwiseError, match="either a revision \\(or range\\) or --base, not"):
+        hunks_for(forked.path, "HEAD", base="main")
+    with pytest.raises(HunkwiseError, match="either --base or --staged, not both"):
+        hunks_for(forked.path, base="main", staged=True)
+    empty = GitRepo(tmp_path / "empty")
+    with pytest.raises(HunkwiseError, match="no commits yet"):
+        hunks_for(empty.path, base="main")
+
+
+def test_a_patch_of_the_repository_reads_as_the_repository_does(forked: GitRepo) -> None:
+    since_fork = hunks_for(forked.path, base="main")
+    patch = forked.git("diff", "main...feature")
+    for text in (
+        patch,
+        patch.replace("\n", "\r\n"),
+        patch.encode(),
+        b"\xef\xbb\xbf" + patch.encode(),
+    ):
+        assert hunks_from_patch(text, forked.path) == since_fork
+    assert hunks_from_patch(patch.encode("utf-16"), forked.path) == since_fork
+    assert hunks_from_patch("") == Reviewable([], [])
+
+
+def test_a_patch_with_b_slash_in_its_paths(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("dir b/x y.py", LIB)
+    repo.commit("Add")
+    repo.move("dir b/x y.py", "dir b/x b/y.py")
+    repo.write("dir b/x b/y.py", LIB.replace("return 9\n", "return 90\n"))
+    repo.write("new b/caf\u00e9.py", "c = 1\n")
+    repo.git("add", "-A")
+    staged = hunks_for(repo.path, staged=True).hunks
+    assert [(h.path, h.old_path) for h in staged] == [
+        ("dir b/x b/y.py", "dir b/x y.py"),
+        ("new b/caf\u00e9.py", None),
+    ]
+    for quotepath in ("true", "false"):
+        patch = repo.git("-c", f"core.quotepath={quotepath}", "diff", "--cached", "-M")
+        assert hunks_from_patch(patch, repo.path).hunks == staged
+
+
+def test_a_diff_u_patch_of_two_files(tmp_path: Path) -> None:
+    import subprocess
+
+    (tmp_path / "dir b").mkdir()
+    (tmp_path / "dir b/app.py.orig").write_text(LIB)
+    (tmp_path / "dir b/app.py").write_text(LIB.replace("return 4\n", "return 40\n"))
+    done = subprocess.run(
+        ["diff", "-u", "dir b/app.py.orig", "dir b/app.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    (hunk,) = hunks_from_patch(done.stdout, tmp_path).hunks
+    assert (hunk.path, hunk.old_path) == ("dir b/app.py", "dir b/app.py.orig")
+    assert (hunk.deleted, hunk.added) == ([(14, "    return 4")], [(14, "    return 40")])
+
+
+def test_the_filters_apply_to_patches(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit(
+        "Add the project",
+        app_dot_py="x = 1\n",
+        poetry_dot_lock='version = "1"\n',
+        vendor__x_dot_py="y = 1\n",
+        src__gen_dot_py=GENERATED,
+        data_dot_bin=b"\x00\x01",
+    )
+    repo.write("app.py", "x = 2\n")
+    repo.write("poetry.lock", 'version = "2"\n')
+    repo.write("vendor/x.py", "y = 2\n")
+    repo.write("src/gen.py", GENERATED.replace("VALUE_25 = 25", "VALUE_25 = 52"))
+    repo.write("data.bin", b"\x00\x02")
+    patch = repo.git("diff")
+    selection = hunks_from_patch(patch, repo.path)
+    assert selection == hunks_for(repo.path)
+    assert [h.path for h in selection.hunks] == ["app.py"]
+    assert [(skip.path, skip.reason) for skip in selection.skipped] == [
+        ("data.bin", "binary"),
+        ("poetry.lock", "lockfile"),
+        ("src/gen.py", "generated"),  # the marker is in the repository's file, line 1
+        ("vendor/x.py", "vendored"),
+    ]
+    # Without the repository, the first lines are known only from a hunk at the top.
+    alone = hunks_from_patch(patch)
+    assert [h.path for h in alone.hunks] == ["app.py", "src/gen.py"]
+    top = repo.git("diff", "-U30", "--", "src/gen.py")
+    assert hunks_from_patch(top).counts() == {"generated": 1}
+    # A file whose lines are not UTF-8 is skipped, as training skips it.
+    latin = patch.encode().replace(b"+x = 2", b"+x = '\xe9'")
+    assert hunks_from_patch(latin, repo.path).counts()["undecodable"] == 1
+    # A submodule (a gitlink, mode 160000) is skipped too.
+    repo.git("update-index", "--add", "--cacheinfo", f"160000,{repo.head()},extern/lib")
+    gitlink = repo.git("diff", "--cached")
+    assert "new file mode 160000" in gitlink
+    assert hunks_from_patch(gitlink).counts() == {"submodule": 1}
+    assert hunks_for(repo.path, staged=True).counts() == {"submodule": 1}
+
+
+def test_a_patch_that_does_not_parse(tmp_path: Path) -> None:
+    cut = "--- a/app.py\n+++ b/app.py\n@@ -1,3 +1,3 @@\n x\n-y\n"
+    with pytest.raises(HunkwiseError) as error:
+        hunks_from_patch(cut)
+    assert str(error.value).startswith(
+        "the patch does not parse at line 3: the patch ends inside this hunk"
+    )
+    with pytest.raises(HunkwiseError, match="at line 5: hunk diff line expected: 'oops'"):
+        hunks_from_patch("--- a/app.py\n+++ b/app.py\n@@ -1,2 +1,2 @@\n x\noops\n")
+    with pytest.raises(HunkwiseError, match="no file changes found in the patch"):
+        hunks_from_patch("Merge pull request #12\n\nNothing but words.\n")
+
+
+def test_the_command_reviews_a_branch_a_range_and_a_patch(forked: GitRepo, engine: Engine) -> None:
+    bundle = str(engine.info.bundle)
+    args = ["--repo", str(forked.path), "--bundle", bundle, "--no-comments", "--format", "json"]
+    args += ["--threshold", "0"]
+
+    def paths(result) -> list[str]:
+        return [finding["path"] for finding in json.loads(result.stdout)["findings"]]
+
+    branch = CliRunner().invoke(main, ["review", "--base", "main", *args])
+    assert branch.exit_code == 1 and paths(branch) == ["app.py"], branch.output
+    assert paths(CliRunner().invoke(main, ["review", "main...feature", *args])) == ["app.py"]
+    two_dot = CliRunner().invoke(main, ["review", "main..feature", *args])
+    assert sorted(set(paths(two_dot))) == ["app.py", "lib.py", "new.py"]
+    assert "hunkwise: note: main has 1 commit that feature lacks" in two_dot.stderr
+    patch = forked.git("diff", "main...feature")
+    piped = CliRunner().invoke(main, ["review", "-", *args], input=patch)
+    assert piped.exit_code == 1 and paths(piped) == ["app.py"], piped.output
+    Path(forked.path.parent / "pr.diff").write_text(patch)
+    from_file = CliRunner().invoke(
+        main, ["review", "--patch", str(forked.path.parent / "pr.diff"), *args]
+    )
+    assert paths(from_file) == ["app.py"]
+    both = CliRunner().invoke(main, ["review", "HEAD", "--patch", "-", *args], input=patch)
+    assert both.exit_code == 2 and "a patch is reviewed on its own" in both.output

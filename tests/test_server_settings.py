@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from lsprotocol.types import DiagnosticSeverity
 
-from server.reviews import excluded
 from server.settings import Settings, merge
+from training.config import excluded
 
 
 def test_defaults_follow_the_contract() -> None:

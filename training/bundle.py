@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -305,14 +306,115 @@ def write_manifest(directory: Path, manifest: Manifest) -> Path:
     return path
 
 
-def default_bundle_dir(repo: Path) -> Path:
-    """``$XDG_CACHE_HOME/hunkwise/<repo name>-<8-char hash of its path>/`` (or ``~/.cache``):
-    nothing is written into the user's repository."""
-    resolved = Path(repo).expanduser().resolve()
-    digest = hashlib.sha256(str(resolved).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+def cache_root() -> Path:
+    """Where default bundles live: ``$XDG_CACHE_HOME/hunkwise`` (or ``~/.cache/hunkwise``)."""
     cache = os.environ.get("XDG_CACHE_HOME", "")
     root = Path(cache) if cache and Path(cache).is_absolute() else Path.home() / ".cache"
-    return root / "hunkwise" / f"{resolved.name or 'repo'}-{digest}"
+    return root / "hunkwise"
+
+
+def history_id(repo: Path) -> str | None:
+    """The repository's identity: the root commit of HEAD's first-parent line, the same in
+    every clone and worktree of one history (None: no commits yet, or not readable)."""
+    try:
+        found = subprocess.run(
+            ["git", "rev-list", "--first-parent", "--max-parents=0", "HEAD"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    roots = found.stdout.split() if found.returncode == 0 else []
+    return roots[-1] if roots else None
+
+
+def default_bundle_dir(repo: Path) -> Path:
+    """``$XDG_CACHE_HOME/hunkwise/<12 hex digits of the history's root commit>/`` (or
+    ``~/.cache``): every clone and worktree of one history shares it, and nothing is
+    written into the repository. A repository without commits: the legacy path."""
+    identity = history_id(Path(repo).expanduser())
+    if identity is None:
+        return legacy_bundle_dir(repo)
+    return cache_root() / identity[:12]
+
+
+def legacy_bundle_dir(repo: Path) -> Path:
+    """Where hunkwise 0.1.0 put a repository's bundle: ``<repo name>-<8-char hash of
+    its path>`` (one per clone). Still read when the history's own location has none."""
+    resolved = Path(repo).expanduser().resolve()
+    digest = hashlib.sha256(str(resolved).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return cache_root() / f"{resolved.name or 'repo'}-{digest}"
+
+
+def find_default_bundle(repo: Path) -> tuple[Path, str]:
+    """The bundle a review of ``repo`` uses when none is named, and why: the history's
+    default location, else a bundle at the legacy per-clone location, else (not there
+    yet) the history's location."""
+    path = default_bundle_dir(repo)
+    if (path / MANIFEST).is_file():
+        return path, "the default location for this history (its root commit)"
+    legacy = legacy_bundle_dir(repo)
+    if legacy != path and (legacy / MANIFEST).is_file():
+        return legacy, "the location older hunkwise versions used for this clone"
+    return path, "the default location for this history (its root commit)"
+
+
+@dataclass(frozen=True)
+class BundleSummary:
+    """What ``hunkwise bundles`` shows of one bundle."""
+
+    path: str
+    base: str
+    tasks: list[str]
+    created: str
+    size_bytes: int
+    history: str | None
+    served_roc_auc: float | None
+    flagged_share: float | None
+    evidence_items: int | None
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize_bundle(path: Path) -> BundleSummary:
+    """A bundle's base, adapters, date, size on disk, the history it was trained on (the
+    mined dataset's repository name) and its report's headline figures; a bundle that
+    cannot be read is listed with its problem."""
+    size = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    try:
+        manifest = read_manifest(path)
+    except BundleError as error:
+        return BundleSummary(str(path), "?", [], "", size, None, None, None, None, str(error))
+    served = ((manifest.metrics.get("rnp") or {}).get("scorers") or {}).get("served") or {}
+    history = None
+    data = manifest.training.get("data")
+    if isinstance(data, str):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            history = json.loads((Path(data) / "stats.json").read_text(encoding="utf-8"))["repo"]
+    return BundleSummary(
+        path=str(path),
+        base=str(manifest.training.get("base") or manifest.base_model),
+        tasks=list(manifest.tasks),
+        created=manifest.created,
+        size_bytes=size,
+        history=history,
+        served_roc_auc=(served.get("metrics") or {}).get("roc_auc"),
+        flagged_share=served.get("flagged_share"),
+        evidence_items=(manifest.evidence or {}).get("items"),
+    )
+
+
+def list_bundles(root: Path | None = None) -> list[BundleSummary]:
+    """Every bundle in the cache directory (``cache_root()``), newest first."""
+    root = cache_root() if root is None else Path(root)
+    if not root.is_dir():
+        return []
+    found = [summarize_bundle(d) for d in root.iterdir() if (d / MANIFEST).is_file()]
+    return sorted(found, key=lambda b: b.created, reverse=True)
 
 
 # --- atomic replacement ---------------------------------------------------------------

@@ -271,8 +271,23 @@ def import_(fmt: str, files: tuple[Path, ...], out: Path, json_output: bool) -> 
 
 
 @main.command()
-@click.argument("spec", required=False, metavar="[REV | A..B]")
+@click.argument("spec", required=False, metavar="[REV | A...B | A..B | -]")
 @click.option("--staged", is_flag=True, help="Review the staged changes (the index against HEAD).")
+@click.option(
+    "--base",
+    "base",
+    default=None,
+    metavar="REF",
+    help="Review the commits of HEAD since it forked from REF (like git diff REF...HEAD): "
+    "a branch against origin/main.",
+)
+@click.option(
+    "--patch",
+    "patch",
+    type=click.File("rb"),
+    default=None,
+    help="Review a unified diff read from this file (`-`: stdin), e.g. from `gh pr diff`.",
+)
 @click.option(
     "--repo",
     "repo",
@@ -304,7 +319,16 @@ def import_(fmt: str, files: tuple[Path, ...], out: Path, json_output: bool) -> 
     show_default=True,
 )
 @click.option(
-    "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ..."
+    "--device",
+    default=None,
+    help="auto, cpu, cuda, cuda:1, mps ... [default: the configuration's, else auto].",
+)
+@click.option(
+    "--exclude",
+    "exclude",
+    multiple=True,
+    metavar="GLOB",
+    help="Do not review files matching GLOB (repeatable; added to the configuration's).",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option(
@@ -329,31 +353,50 @@ def import_(fmt: str, files: tuple[Path, ...], out: Path, json_output: bool) -> 
 def review(
     spec: str | None,
     staged: bool,
+    base: str | None,
+    patch,
     repo: Path,
     bundle: Path | None,
     threshold: float | None,
     no_comments: bool,
     output_format: str,
-    device: str,
+    device: str | None,
+    exclude: tuple[str, ...],
     batch_size: int,
     max_new_tokens: int,
     exit_zero: bool,
     fail_on_probability: float | None,
 ) -> None:
-    """Review a commit (REV against its first parent), a range A..B, the staged changes, or by
-    default the uncommitted changes to tracked files, and print the hunks that may need review.
+    """Review a commit (REV against its first parent), a branch (A...B: B's changes since it
+    forked from A; or --base A for HEAD's), a range A..B (B's tree against A's), the staged
+    changes, a patch (`-` or --patch FILE), or by default the uncommitted changes to
+    tracked files, and print the hunks that may need review.
+
+    \b
+    Examples:
+      hunkwise review                        # what you have not committed yet
+      hunkwise review HEAD                   # the last commit
+      hunkwise review --base origin/main     # your branch, as its pull request shows it
+      gh pr diff 12 | hunkwise review -      # somebody's pull request
+      hunkwise review --staged --fail-on-probability 0.5   # a commit hook
 
     Files training never learns from (binary, vendored, lockfiles, minified, generated) and
     over-long hunks are skipped and counted. A bundle without a review-necessity (rnp)
     adapter cannot score: review says so and reports nothing.
 
+    The repository's hunkwise.toml (or pyproject.toml's [tool.hunkwise]) sets defaults
+    for bundle, device, threshold and exclude; options win over it.
+
     Exit status, like a linter's: 0 no findings, 1 findings (see --exit-zero and
     --fail-on-probability), 2 bad usage or input, 3 runtime failure."""
     from training.bundle import read_manifest
+    from training.config import read_repo_config
     from training.review import (
         finding_lines,
         findings_for,
         hunks_for,
+        hunks_from_patch,
+        range_note,
         render_json,
         render_sarif,
         render_text,
@@ -363,16 +406,39 @@ def review(
     )
 
     root = repo_root(repo)
+    repo_config = read_repo_config(root)
+    config = repo_config.checked()
+    whose = "--threshold" if threshold is not None else "the bundle's"
+    if threshold is None and "threshold" in config:
+        threshold, whose = config["threshold"], repo_config.source.name
+    device = device or config.get("device", "auto")
+    globs = (*config.get("exclude", ()), *exclude)
+    if bundle is None and config.get("bundle"):
+        bundle = Path(config["bundle"])
     if bundle is None:
-        from training.bundle import default_bundle_dir
+        from training.bundle import find_default_bundle
 
-        bundle = default_bundle_dir(root)
+        bundle = find_default_bundle(root)[0]
     if not (bundle / "manifest.json").is_file():
         raise HunkwiseError(
-            f"no hunkwise bundle at {bundle}; make one with `hunkwise train-from-repo {root}` "
+            f"no hunkwise bundle at {bundle}; make one with "
+            f"`hunkwise train-from-repo {root} --base tiny` "
             "or pass --bundle"
         )
-    selection = hunks_for(root, spec, staged=staged)
+    if spec == "-":
+        if patch is not None:
+            raise click.UsageError("give either `-` or --patch, not both")
+        patch = click.open_file("-", "rb")
+    if patch is not None:
+        if spec not in (None, "-") or staged or base:
+            raise click.UsageError("a patch is reviewed on its own: no REV, --staged or --base")
+        selection = hunks_from_patch(patch.read(), root)
+    else:
+        selection = hunks_for(root, spec, staged=staged, base=base)
+        note = range_note(root, spec)
+        if note:
+            click.echo(f"hunkwise: note: {note}", err=True)
+    selection = selection.excluding(globs)
     problem = scoring_problem(bundle, read_manifest(bundle))
     hunks = selection.hunks if problem is None else []
     findings = []
@@ -411,7 +477,6 @@ def review(
             )
         if hunks and not findings:
             top = max(range(len(hunks)), key=probabilities.__getitem__)
-            whose = "the bundle's" if threshold is None else "--threshold"
             summary += (
                 f" (threshold {cut:.2f}, {whose}; highest p={probabilities[top]:.2f}: "
                 f"{hunks[top].path}:{finding_lines(hunks[top])[0]})"
@@ -591,7 +656,7 @@ def _print_report(console, report) -> None:
     "out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Bundle directory [default: $XDG_CACHE_HOME/hunkwise/<repo>-<hash>].",
+    help="Bundle directory [default: $XDG_CACHE_HOME/hunkwise/<root commit>, shared by every clone].",
 )
 @click.option("--rev", default="HEAD", show_default=True, help="Revision whose history is mined.")
 @click.option(
@@ -689,6 +754,132 @@ def train_from_repo(
     else:
         _print_report(console, report)
         console.print(f"[bold green]bundle ready:[/] {bundle}  (report: {bundle / 'report.md'})")
+
+
+@main.command("bundles")
+@click.option("--json", "json_output", is_flag=True, help="Print the list as JSON on stdout.")
+@user_errors
+def bundles(json_output: bool) -> None:
+    """List the bundles in the cache directory: base, adapters, date, size, the history they
+    were trained on, and their report's headline figures (served ROC AUC, share flagged).
+
+    \b
+    Example:
+      hunkwise bundles --json | jq '.[0].path'
+    """
+    from training.bundle import cache_root, list_bundles
+
+    found = list_bundles()
+    if json_output:
+        click.echo(json.dumps([b.to_dict() for b in found], indent=2))
+        return
+    if not found:
+        click.echo(
+            f"no bundles in {cache_root()}; make one with `hunkwise train-from-repo . --base tiny`"
+        )
+        return
+    for b in found:
+        if b.problem:
+            click.echo(f"{b.path}\n    unreadable: {b.problem}")
+            continue
+        auc = "n/a" if b.served_roc_auc is None else f"{b.served_roc_auc:.3f}"
+        flagged = "n/a" if b.flagged_share is None else f"{100 * b.flagged_share:.1f}%"
+        click.echo(
+            f"{b.path}\n    {b.history or '?'} · base {b.base} · {','.join(b.tasks)} · "
+            f"{b.created[:16].replace('T', ' ')} · {b.size_bytes / 1e6:.1f} MB · "
+            f"ROC AUC {auc}, flags {flagged}"
+            + (f" · {b.evidence_items} evidence items" if b.evidence_items else "")
+        )
+
+
+@main.command("status")
+@click.option(
+    "--repo",
+    "repo",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The git repository (or a directory inside it).",
+)
+@click.option("--bundle", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--device", default=None, help="The device a review would ask for.")
+@click.option("--json", "json_output", is_flag=True, help="Print the status as JSON on stdout.")
+@user_errors
+def status(repo: Path, bundle: Path | None, device: str | None, json_output: bool) -> None:
+    """Say what `hunkwise review` here would use, and why: the repository and its
+    configuration, the bundle (which, and why that one), its adapters and threshold, the
+    device, and the torch and CUDA versions.
+
+    \b
+    Example:
+      hunkwise status --json
+    """
+    from importlib import metadata
+
+    from training.bundle import BundleError, find_default_bundle, read_manifest
+    from training.config import read_repo_config
+    from training.review import repo_root
+
+    root = repo_root(repo)
+    repo_config = read_repo_config(root)
+    config = repo_config.checked()
+    if bundle is not None:
+        why = "--bundle"
+    elif config.get("bundle"):
+        bundle, why = Path(config["bundle"]), f"`bundle` in {repo_config.source}"
+    else:
+        bundle, why = find_default_bundle(root)
+    report: dict = {
+        "repository": str(root),
+        "configuration": str(repo_config.source) if repo_config.source else None,
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
+        "bundle": str(bundle),
+        "bundle_reason": why,
+    }
+    try:
+        manifest = read_manifest(bundle)
+    except BundleError as error:
+        report["bundle_problem"] = str(error)
+    else:
+        calibration = manifest.calibration or {}
+        report |= {
+            "base": manifest.base_model,
+            "adapters": list(manifest.tasks),
+            "threshold": config.get("threshold", calibration.get("threshold", 0.5)),
+            "threshold_reason": (
+                f"{repo_config.source}"
+                if "threshold" in config
+                else "the bundle's (chosen on its valid split)"
+                if calibration
+                else "0.5 (the bundle has no calibration)"
+            ),
+            "evidence_items": (manifest.evidence or {}).get("items"),
+            "skipped_tasks": manifest.training.get("skipped_tasks") or {},
+        }
+    wanted = device or config.get("device", "auto")
+    report["device_asked"] = wanted
+    try:
+        report["torch"] = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        report["torch"] = None
+    if report["torch"] is not None:
+        import torch
+
+        from training.models import resolve_device
+
+        report["cuda"] = torch.version.cuda
+        report["cuda_devices"] = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        try:
+            report["device"] = resolve_device(wanted)
+        except HunkwiseError as error:
+            report["device"], report["device_problem"] = None, str(error)
+    if json_output:
+        click.echo(json.dumps(report, indent=2))
+        return
+    width = max(len(key) for key in report)
+    for key, value in report.items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        click.echo(f"{key.replace('_', ' '):<{width}}  {shown}")
 
 
 @main.command("eval")

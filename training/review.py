@@ -1,24 +1,26 @@
 """The review rule, shared by ``hunkwise review`` and the language server: which hunks are
 reviewable (the miner's file filters), the review-necessity gate, what a finding says and
-where it points, and what to say when a bundle cannot score; the git diffs
+where it points, and what to say when a bundle cannot score; the git diffs and patches
 ``hunkwise review`` reads; and the text, JSON and SARIF renderings of findings."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import subprocess
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from training import __version__
+from training.config import excluded
 from training.errors import HunkwiseError
 from training.evidence import Evidence
-from training.hunks import Hunk
+from training.hunks import DiffParseError, Hunk, PatchFile, parse_diff_files
 from training.mining import filters
 from training.tasks import RCG, RNP
 
@@ -55,6 +57,8 @@ class FileChange:
     size: int | None = None
 
 
+#: The skip reason of a file the user's exclude globs leave out.
+EXCLUDED = "excluded"
 _SKIP_WORDS = {
     filters.BINARY: "a binary file",
     filters.MALFORMED: "a diff that does not parse",
@@ -66,6 +70,7 @@ _SKIP_WORDS = {
     filters.TOO_LARGE: f"a change of over {filters.MAX_FILE_BYTES} bytes",
     filters.UNDECODABLE: "not UTF-8 text",
     filters.HUNK_TOO_LONG: f"a hunk of over {filters.MAX_HUNK_LINES} lines",
+    EXCLUDED: "excluded by the exclude globs (hunkwise.toml, --exclude or the editor's setting)",
 }
 
 
@@ -81,6 +86,8 @@ class Skip:
     @property
     def description(self) -> str:
         """The reason in words, for a log line or a message."""
+        if self.reason == EXCLUDED:
+            return _SKIP_WORDS[self.reason]
         return f"{_SKIP_WORDS[self.reason]} (training skips these too)"
 
     def to_dict(self) -> dict:
@@ -99,9 +106,18 @@ class Reviewable:
     skipped: list[Skip]
 
     def counts(self) -> dict[str, int]:
-        """Skipped files and hunks by reason, in the order mining checks them."""
+        """Skipped files and hunks by reason, in the order mining checks them (excluded
+        ones last)."""
         found = Counter(skip.reason for skip in self.skipped)
-        return {reason: found[reason] for reason in filters.REASONS if found[reason]}
+        return {reason: found[reason] for reason in (*filters.REASONS, EXCLUDED) if found[reason]}
+
+    def excluding(self, globs: Sequence[str]) -> Reviewable:
+        """Without the hunks of files the ``exclude`` globs match (counted as skipped)."""
+        if not globs:
+            return self
+        kept = [hunk for hunk in self.hunks if not excluded(hunk.path, globs)]
+        left_out = sorted({h.path for h in self.hunks if excluded(h.path, globs)})
+        return Reviewable(kept, [*self.skipped, *(Skip(path, EXCLUDED) for path in left_out)])
 
 
 def path_skip(path: str) -> Skip | None:
@@ -316,18 +332,34 @@ def finding_lines(hunk: Hunk) -> tuple[int, int]:
 # -- diffs -------------------------------------------------------------------------------
 
 
-def hunks_for(repo: Path, spec: str | None = None, staged: bool = False) -> Reviewable:
+def hunks_for(
+    repo: Path, spec: str | None = None, staged: bool = False, base: str | None = None
+) -> Reviewable:
     """The hunks to review in ``repo``, and what the filters skipped (:func:`reviewable`).
 
-    ``spec`` is a revision (that commit against its first parent; a root commit against
-    the empty tree) or a range ``A..B`` (``A...B``: from their merge base); ``staged``
-    reviews the index against HEAD; neither reviews the working tree's uncommitted
-    changes to tracked files against HEAD. Reads the repository, never writes to it.
+    ``spec`` is a revision (that commit against its first parent; a root commit against the
+    empty tree) or a range, as ``git diff`` reads them (an omitted end is HEAD):
+
+    - ``A...B``: the changes on B since it forked from A (from their merge base to B), what
+      a pull request of B into A shows. The way to review a branch.
+    - ``A..B``: B's tree against A's. When A has moved on since B forked from it, this also
+      holds A's own later changes, reversed (:func:`range_note` says so in one line).
+
+    ``base`` reviews the checked-out branch: HEAD's committed changes since it forked from
+    ``base`` (``base...HEAD``, as ``git diff origin/main...HEAD``; uncommitted changes are
+    not included). ``staged`` reviews the index against HEAD; none of these reviews the
+    working tree's uncommitted changes to tracked files against HEAD. Reads the
+    repository, never writes to it.
     """
     from training.mining.gitlog import DIFF_OPTIONS, parse_git_diff
 
-    if spec is not None and staged:
-        raise HunkwiseError("give either a revision (or range) or --staged, not both")
+    given = [
+        name
+        for name, value in (("a revision (or range)", spec), ("--base", base), ("--staged", staged))
+        if value not in (None, False)
+    ]
+    if len(given) > 1:
+        raise HunkwiseError(f"give either {given[0]} or {given[1]}, not both")
     git_repo = open_repo(repo)
     # Plumbing only: porcelain `git diff` refreshes the index (a write into the user's
     # repository) even with GIT_OPTIONAL_LOCKS=0. `new_side` names the version the diff
@@ -335,6 +367,9 @@ def hunks_for(repo: Path, spec: str | None = None, staged: bool = False) -> Revi
     new_side: str | None
     if staged:
         command, new_side = ["diff-index", "--cached", _head_or_empty(git_repo)], ""
+    elif base is not None:
+        left, right = _branch_since(git_repo, base)
+        command, new_side = ["diff-tree", "-r", left, right], right
     elif spec is None:
         command, new_side = ["diff-index", _head_or_empty(git_repo)], None
     elif ".." in spec:
@@ -348,6 +383,125 @@ def hunks_for(repo: Path, spec: str | None = None, staged: bool = False) -> Revi
     # Mining's fixed options and parser, so a review sees hunks exactly as training did.
     data = _git(git_repo, command[0], "-p", *DIFF_OPTIONS, *command[1:], "--", raw=True)
     return reviewable(_file_change(git_repo, file, new_side) for file in parse_git_diff(data))
+
+
+def range_note(repo: Path, spec: str | None) -> str | None:
+    """One line for a two-dot range ``A..B`` whose A is not an ancestor of B: that diff also
+    holds A's own changes since B forked from it, reversed, and ``A...B`` is what reviews
+    B's changes alone. None for anything else: a revision, an ``A...B``, an ``A..B`` along
+    one line of history, or two histories without a common commit (no merge base to
+    suggest). Raises what :func:`hunks_for` raises for a revision that names nothing."""
+    if spec is None or ".." not in spec or "..." in spec:
+        return None
+    git_repo = open_repo(repo)
+    left, right = _range(git_repo, spec)
+    try:
+        fork = _git(git_repo, "merge-base", left, right).strip()
+    except HunkwiseError:
+        return None
+    if fork == left:
+        return None
+    ahead = int(_git(git_repo, "rev-list", "--count", f"{right}..{left}").strip())
+    a, _, b = spec.partition("..")
+    a, b = a or "HEAD", b or "HEAD"
+    commits = "1 commit" if ahead == 1 else f"{ahead} commits"
+    also = f" (or --base {a})" if right == _head_or_empty(git_repo) else ""
+    return (
+        f"{a} has {commits} that {b} lacks, so {a}..{b} also shows those changes, reversed; "
+        f"to review only what {b} changed since it forked from {a}, use {a}...{b}{also}"
+    )
+
+
+def hunks_from_patch(text: str | bytes, root: Path | None = None) -> Reviewable:
+    """The hunks to review in a unified diff, and what the filters skipped, as
+    :func:`hunks_for` gives them for a repository: for a patch that does not come from this
+    repository's git (``gh pr diff 12``, a file, ``diff -u`` of two files; with or without
+    ``diff --git`` headers; CRLF line ends, a byte-order mark and bytes, read as UTF-8,
+    tolerated). Parsed by :func:`training.hunks.parse_diff_files`.
+
+    The generated-file filter reads a file's first lines: an added or deleted file's are in
+    its one hunk; for any other, they are read from the file at ``root`` (the repository
+    the patch applies to) when it is there, else from the first hunk when it starts at the
+    top of the file; else none are known. A patch that does not parse raises a
+    HunkwiseError naming the line; an empty patch has nothing to review. Reads no git.
+    """
+    text = _patch_text(text)
+    try:
+        files = parse_diff_files(text)
+    except DiffParseError as error:
+        raise HunkwiseError(
+            f"the patch does not parse at {error}; give a unified diff as `git diff` or "
+            "`diff -u` prints it"
+        ) from None
+    if not files and text.strip():
+        raise HunkwiseError(
+            "no file changes found in the patch: give a unified diff as `git diff` or "
+            "`diff -u` prints it (lines `--- a/x`, `+++ b/x`, `@@ -1 +1 @@` ...)"
+        )
+    return reviewable(_patch_change(file, root) for file in files)
+
+
+def _patch_text(data: str | bytes) -> str:
+    """A patch as text: bytes decoded as UTF-8, invalid bytes kept as surrogates for the
+    undecodable filter (UTF-16 with a byte-order mark, as Windows PowerShell saves a
+    redirected `gh pr diff`, decoded as such); a byte-order mark dropped."""
+    if isinstance(data, bytes):
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            data = data.decode("utf-16", errors="replace")
+        else:
+            data = data.decode("utf-8", errors="surrogateescape")
+    return data.removeprefix("\ufeff")
+
+
+def _printable(name: str | None) -> str | None:
+    """A path as mining decodes it: bytes that are not UTF-8 replaced (they would not print)."""
+    if name is None:
+        return None
+    return name.encode("utf-8", "surrogatepass").decode("utf-8", errors="replace")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a surrogate: a byte of the patch that was not UTF-8
+        return False
+    return True
+
+
+def _patch_change(file: PatchFile, root: Path | None) -> FileChange:
+    path, old_path = _printable(file.path), _printable(file.old_path)
+    hunks = file.hunks
+    if (path, old_path) != (file.path, file.old_path):
+        hunks = tuple(replace(hunk, path=path, old_path=old_path) for hunk in hunks)
+    head: list[str] = []
+    if hunks and path_skip(path) is None:
+        if file.status in ("A", "D"):
+            head = _whole_file_head(file.status, hunks)
+        elif (source := _repository_file(root, path)) is not None:
+            head = _file_head(source)
+        elif hunks[0].new_start <= 1:
+            head = [line[1:] for line in hunks[0].lines if line[:1] in (" ", "+")][:HEAD_LINES]
+    return FileChange(
+        path=path,
+        hunks=hunks,
+        head_lines=tuple(head),
+        binary=file.binary,
+        submodule=file.submodule,
+        undecodable=not all(_is_utf8(hunk.text) for hunk in hunks),
+    )
+
+
+def _repository_file(root: Path | None, path: str) -> Path | None:
+    """The file ``path`` names inside ``root``, when there is one (a patch's path may point
+    anywhere: outside the repository is not read)."""
+    if root is None or not path:
+        return None
+    try:
+        top = Path(root).resolve()
+        target = (top / path).resolve()
+        return target if target.is_relative_to(top) and target.is_file() else None
+    except (OSError, ValueError):  # a NUL in the path, a symlink loop
+        return None
 
 
 def _file_change(git_repo, file: FileDiff, new_side: str | None) -> FileChange:
@@ -368,19 +522,31 @@ def _file_change(git_repo, file: FileDiff, new_side: str | None) -> FileChange:
 
 def _head_lines(git_repo, file: FileDiff, new_side: str | None) -> list[str]:
     """The first lines of the file after the change (before it, for a deleted file), as
-    mining reads them. An added or deleted file's one hunk is the whole file."""
+    mining reads them."""
     if file.status in ("A", "D"):
-        tag = "+" if file.status == "A" else "-"
-        body = [line[1:] for line in file.hunks[0].lines if line[:1] == tag]
-        return body[:HEAD_LINES]
+        return _whole_file_head(file.status, file.hunks)
+    if new_side is None:
+        return _file_head(Path(git_repo.working_tree_dir) / file.path)
+    if "\n" in file.path:
+        return []  # cat-file --batch reads one object name per line
     try:
-        if new_side is None:
-            with open(Path(git_repo.working_tree_dir) / file.path, "rb") as source:
-                data = b"".join(source.readline() for _ in range(HEAD_LINES))
-        elif "\n" in file.path:
-            return []  # cat-file --batch reads one object name per line
-        else:
-            data = git_repo.git.get_object_data(f"{new_side}:{file.path}")[3]
+        data = git_repo.git.get_object_data(f"{new_side}:{file.path}")[3]
+    except (OSError, ValueError):
+        return []  # gone since the diff was read: nothing to search
+    return data.decode("utf-8", errors="replace").split("\n")[:HEAD_LINES]
+
+
+def _whole_file_head(status: str, hunks: Sequence[Hunk]) -> list[str]:
+    """The first lines of an added ("A") or deleted ("D") file: its one hunk is all of it."""
+    tag = "+" if status == "A" else "-"
+    return [line[1:] for line in hunks[0].lines if line[:1] == tag][:HEAD_LINES]
+
+
+def _file_head(path: Path) -> list[str]:
+    """The first lines of the file at ``path``; none when it cannot be read."""
+    try:
+        with open(path, "rb") as source:
+            data = b"".join(source.readline() for _ in range(HEAD_LINES))
     except (OSError, ValueError):
         return []  # gone since the diff was read: nothing to search
     return data.decode("utf-8", errors="replace").split("\n")[:HEAD_LINES]
@@ -446,12 +612,45 @@ def _range(git_repo, spec: str) -> tuple[str, str]:
     operator = "..." if "..." in spec else ".."
     left, _, right = spec.partition(operator)
     if not left and not right:
-        raise HunkwiseError(f"{spec!r} is not a range; write it as A..B")
+        raise HunkwiseError(f"{spec!r} is not a range; write it as A...B (or A..B)")
     # As in git, an omitted end means HEAD.
     left, right = (_resolve(git_repo, side or "HEAD") for side in (left, right))
     if operator == "...":
-        left = _git(git_repo, "merge-base", left, right).strip()
+        left = _merge_base(git_repo, left, right, spec)
     return left, right
+
+
+def _branch_since(git_repo, base: str) -> tuple[str, str]:
+    """(merge base, HEAD) for ``base``: HEAD's commits since it forked from ``base``."""
+    try:
+        head = _resolve(git_repo, "HEAD")
+    except HunkwiseError:
+        raise HunkwiseError(
+            f"{git_repo.working_tree_dir} has no commits yet: nothing is committed to review "
+            f"against {base!r}"
+        ) from None
+    try:
+        fork = _resolve(git_repo, base)
+    except HunkwiseError:
+        raise HunkwiseError(
+            f"unknown base {base!r} in {git_repo.working_tree_dir}: name a branch, tag or "
+            "commit (a remote branch such as origin/main needs a `git fetch` first)"
+        ) from None
+    return _merge_base(git_repo, fork, head, f"{base}...HEAD"), head
+
+
+def _merge_base(git_repo, left: str, right: str, spec: str) -> str:
+    """The commit ``right`` forked from ``left`` at (git's best merge base) for the
+    three-dot ``spec``, or a HunkwiseError for two histories without a common commit."""
+    try:
+        return _git(git_repo, "merge-base", left, right).strip()
+    except HunkwiseError:  # both sides resolved: git found no common ancestor
+        a, _, b = spec.partition("...")
+        a, b = a or "HEAD", b or "HEAD"
+        raise HunkwiseError(
+            f"{a} and {b} share no commit, so {spec} has no merge base to review from; "
+            f"{a}..{b} compares the two trees whole"
+        ) from None
 
 
 def _head_or_empty(git_repo) -> str:
