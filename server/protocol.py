@@ -5,16 +5,20 @@ server"), an unusable id or method a -32600, a second ``initialize`` or a reques
 ``shutdown`` a -32600, a request before ``initialize`` a -32002; a body that is not JSON a
 -32700, one that is no message object, a batch (LSP has none), a request for a
 notification, a message nested deeper than ``MAX_NESTING`` a -32600; notifications with
-bad params are logged once; no error carries a traceback; documents keep LSP's lines."""
+bad params are logged once; no error carries a traceback; documents keep LSP's lines.
+Strings and ids are read strictly (lsprotocol's converter would turn ``"uri": {}`` into
+the string "{}" and pass ``"id": {}`` on for pygls to hash), a change to a document that
+is not open is logged and dropped, and so is a response that comes after the server
+stopped waiting for it."""
 
 from __future__ import annotations
 
 import logging
 import re
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Union
 
-from cattrs import BaseValidationError, transform_error
+from cattrs import BaseValidationError, Converter, transform_error
 from cattrs.v import format_exception
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
@@ -70,6 +74,33 @@ def nesting(value: Any) -> int:
     return deepest
 
 
+def _strict_string(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
+
+
+def _strict_id(value: Any, _: type) -> int | str:
+    if not _valid_id(value):
+        raise ValueError("must be an integer or a string")
+    return value
+
+
+def _strict_optional_id(value: Any, _: type) -> int | str | None:
+    return None if value is None else _strict_id(value, _)
+
+
+def read_json_types_strictly(converter: Converter) -> None:
+    """Make ``converter`` refuse a value of the wrong JSON type where LSP wants a string,
+    or an id or token (an integer or a string), instead of converting it: cattrs reads
+    ``{}`` as the string "{}", and lets anything through as an id or token, where pygls
+    hashes it."""
+    converter.register_structure_hook(str, _strict_string)
+    # The exact keys lsprotocol's fields use (request ids, progress tokens, codes).
+    converter.register_structure_hook(Union[int, str], _strict_id)  # noqa: UP007
+    converter.register_structure_hook(Union[int, str, None], _strict_optional_id)  # noqa: UP007
+
+
 def _envelope_problem(data: dict[str, Any]) -> str | None:
     """What makes a message with a method no JSON-RPC message the server reads."""
     method = data["method"]
@@ -115,6 +146,7 @@ class HunkwiseProtocol(LanguageServerProtocol):
 
     def __init__(self, server: Any, converter: Any) -> None:
         self._documents: Workspace | None = None
+        read_json_types_strictly(converter)
         super().__init__(server, converter)
         self._initialize_seen = False
         self._logged: set[str] = set()
@@ -229,6 +261,19 @@ class HunkwiseProtocol(LanguageServerProtocol):
             future.set_exception(JsonRpcInternalError(problem))
         return HANDLED
 
+    def _handle_response(
+        self, msg_id: Any, result: Any = None, error: types.ResponseError | None = None
+    ) -> None:
+        """pygls' reading of a response to one of the server's requests, except that one
+        the server no longer waits for (the wait timed out) is dropped: pygls would fail
+        setting the cancelled request's result."""
+        future = self._request_futures.get(msg_id)
+        if future is not None and future.done():
+            del self._request_futures[msg_id]
+            self._ignore(f"ignoring a response to {msg_id!r}: the server no longer waits for it")
+            return
+        super()._handle_response(msg_id, result, error)
+
     def handle_message(self, message: Any) -> None:
         if message is HANDLED:
             return
@@ -289,6 +334,18 @@ class HunkwiseProtocol(LanguageServerProtocol):
             if msg_id != current_id and not future.done():
                 future.cancel()
         self._shutdown = True
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(
+        self, params: types.DidChangeTextDocumentParams
+    ) -> Generator[Any, Any, None]:
+        """pygls' ``didChange``, for open documents only: pygls fails with a KeyError on
+        a change to any other."""
+        uri = params.text_document.uri
+        if not self.workspace.is_open(uri):
+            self._ignore(f"ignoring a change to {uri}: it is not open")
+            return
+        yield from super().lsp_text_document__did_change(params)
 
     # -- writing -----------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Review scheduling: per-document debounce, diff against the base, one batched RNP pass,
 diagnostics published at once and updated as review comments arrive; stale versions
 dropped, superseded work cancelled, unchanged hunks answered from the caches. Also the
-model-backed edits (refinements, instruction edits) and the workspace review."""
+model-backed edits (refinements, instruction edits), the workspace review, and the
+dismissals that outlast a session (training.suppressions)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from training.review import (
     path_skip,
     reviewable,
 )
+from training.suppressions import DismissalStore
 from training.tasks import RCG, RNP
 
 if TYPE_CHECKING:
@@ -81,6 +83,26 @@ class Review:
         return next((item for item in self.hunks if item.hunk.id == hunk_id), None)
 
 
+class StoredDismissals:
+    """One repository's dismissal store as the server last read it: read again when the
+    file changes (``hunkwise dismiss`` or another editor wrote it). Git thread only."""
+
+    def __init__(self, store: DismissalStore) -> None:
+        self.store = store
+        self.ids: frozenset[str] = frozenset()
+        self._stamp: tuple[int, int] | None = None
+
+    def current(self) -> frozenset[str]:
+        try:
+            found = self.store.path.stat()
+            stamp = (found.st_mtime_ns, found.st_size)
+        except OSError:
+            stamp = None
+        if stamp != self._stamp:
+            self.ids, self._stamp = self.store.ids(), stamp
+        return self.ids
+
+
 @dataclass
 class DocumentState:
     """What the server knows about one document (open in the editor, or reviewed from
@@ -117,9 +139,17 @@ class Reviewer:
         self.scores = ResultCache()
         self.comments = ResultCache()
         self.evidence = ResultCache()
+        #: hunk ids dismissed in this session (also written to their repository's store)
         self.dismissed: set[str] = set()
         self._docs: dict[str, DocumentState] = {}
         self._git = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hunkwise-git")
+        #: the dismissal stores by repository root, loaded by the first review there
+        self._stores: dict[Path, StoredDismissals] = {}
+        # Writes of the stores: on a thread of their own, so a queued review never delays
+        # one and a shutdown, which drops the git thread's queue, waits for them.
+        self._store_writes = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="hunkwise-dismissals"
+        )
         self._result_ids = itertools.count(1)
         self._comment_jobs: dict[tuple[str, str, int], asyncio.Future] = {}
         self._wanted_comments: frozenset[str] = frozenset()
@@ -217,10 +247,14 @@ class Reviewer:
             self._skip(state, Skipped("not a file on disk"))
             return
         text, version = self._source(state)
-        target, hunks, skipped = await self._in_git_thread(self._base_and_hunks, state.path, text)
+        target, hunks, skipped = await self._in_git_thread(
+            self._base_and_hunks, state.path, text, frozenset(self.dismissed)
+        )
         if generation != state.generation:
             return
         state.skipped = skipped
+        if isinstance(target, BaseText):
+            self._report_store_problem(target.repo_root)
         if isinstance(target, Skipped):
             self._skip(state, target, quiet=target.reason == _EXCLUDED)
             return
@@ -262,10 +296,12 @@ class Reviewer:
             await self._comment(state, review, generation)
 
     def _base_and_hunks(
-        self, path: Path, text: str
+        self, path: Path, text: str, dismissed: frozenset[str] = frozenset()
     ) -> tuple[BaseText | Skipped, list[Hunk], tuple[Skip, ...]]:
         """On the git thread: the base version of ``path``, the hunks of ``text`` the review
-        filters keep (those ``hunkwise review`` would score), and what they left out."""
+        filters keep (those ``hunkwise review`` would score: ``hunkwise: ignore`` comments
+        and the repository's stored dismissals applied), and what they left out;
+        ``dismissed``: the hunks dismissed in this session."""
         settings = self.ls.settings
         target = self.ls.repos.base_for(path, settings.diff_base, settings.uses_index, text)
         if isinstance(target, Skipped):
@@ -279,12 +315,27 @@ class Reviewer:
         base = model_safe(target.text)
         buffer = model_safe(comparable_buffer(target.text, text))
         hunks = diff_texts(base, buffer, target.relpath)
-        head = tuple(buffer.split("\n", HEAD_LINES)[:HEAD_LINES])
-        selection = reviewable([FileChange(target.relpath, tuple(hunks), head)])
+        lines = tuple(buffer.split("\n"))
+        change = FileChange(target.relpath, tuple(hunks), lines[:HEAD_LINES], new_lines=lines)
+        selection = reviewable([change])
         whole_file = [skip for skip in selection.skipped if skip.hunk is None]
         if whole_file:
             return Skipped(whole_file[0].description), [], tuple(selection.skipped)
+        selection = selection.dismissing(self._stored(target.repo_root).current() | dismissed)
         return target, selection.hunks, tuple(selection.skipped)
+
+    def _stored(self, root: Path) -> StoredDismissals:
+        """The dismissal store of the repository at ``root`` (git thread)."""
+        stored = self._stores.get(root)
+        if stored is None:
+            stored = self._stores[root] = StoredDismissals(DismissalStore.for_repo(root))
+        return stored
+
+    def _report_store_problem(self, root: Path) -> None:
+        stored = self._stores.get(root)
+        problem = stored.store.problem if stored is not None else None
+        if problem is not None:
+            self.report(f"hunkwise: {problem}")
 
     async def _in_git_thread(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._git, function, *args)
@@ -600,15 +651,46 @@ class Reviewer:
         )
 
     def dismiss(self, uri: str, hunk_id: str) -> bool:
-        """Hide a finding until its hunk's content changes (its id is a content hash)."""
+        """Hide a finding until its hunk's content changes (its id is a content hash), now
+        and in later sessions: the dismissal is written to the repository's store (the one
+        ``hunkwise review`` reads) off the event loop."""
         if hunk_id in self.dismissed:
             return False
         self.dismissed.add(hunk_id)
-        for state in self._docs.values():
-            if state.review is not None and state.review.find(hunk_id) is not None:
-                self._publish(state)
+        holders = [
+            state
+            for state in self._docs.values()
+            if state.review is not None and state.review.find(hunk_id) is not None
+        ]
+        for state in holders:
+            self._publish(state)
         self._update_wanted_comments()
+        holder = next(
+            (state for state in holders if state.uri == uri), holders[0] if holders else None
+        )
+        if holder is not None and holder.review is not None:
+            review = holder.review
+            item = review.find(hunk_id)
+            path = item.hunk.path if item is not None else None
+            self._write_dismissal(review.base.repo_root, hunk_id, path)
         return True
+
+    def _write_dismissal(self, root: Path, hunk_id: str, path: str | None) -> None:
+        def write() -> None:
+            stored = self._stores.get(root)
+            store = stored.store if stored is not None else DismissalStore.for_repo(root)
+            store.dismiss(hunk_id, path)
+
+        def done(future: asyncio.Future) -> None:
+            if future.cancelled():
+                return
+            error = future.exception()
+            if error is not None:
+                reason = str(error) if isinstance(error, HunkwiseError) else describe_error(error)
+                self.report(f"hunkwise: the dismissal lasts for this session only: {reason}")
+
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(self._store_writes, write).add_done_callback(done)
 
     # -- model-backed edits ------------------------------------------------------------
 
@@ -731,8 +813,9 @@ class Reviewer:
             self._cancel(state)
 
     def close(self) -> None:
-        """Stop the git thread (any thread)."""
+        """Stop the git thread, and finish the dismissals still being written (any thread)."""
         self._git.shutdown(wait=False, cancel_futures=True)
+        self._store_writes.shutdown(wait=True)
 
 
 async def _outcome(future: asyncio.Future) -> Any:

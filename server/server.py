@@ -53,6 +53,10 @@ COMMANDS = (
     "hunkwise.status",
 )
 
+#: How long a command waits for the client's answer to its ``workspace/applyEdit`` (one
+#: that never answers would keep the command waiting until shutdown); tests lower it.
+APPLY_EDIT_TIMEOUT_S = 30.0
+
 
 class WorkDone:
     """One server-initiated work-done progress; a no-op for clients without support."""
@@ -713,9 +717,16 @@ def _range_of(value: Any) -> types.Range:
 
 
 async def _apply(ls: HunkwiseServer, edit: types.WorkspaceEdit, label: str) -> dict[str, Any]:
-    result = await ls.workspace_apply_edit_async(
-        types.ApplyWorkspaceEditParams(edit=edit, label=label)
-    )
+    """Send the edit to the client, waiting at most ``APPLY_EDIT_TIMEOUT_S`` for its
+    answer (server.protocol drops one that comes later)."""
+    request = ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label=label))
+    try:
+        result = await asyncio.wait_for(request, APPLY_EDIT_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        waited = f"{APPLY_EDIT_TIMEOUT_S:g} s"
+        reason = f"the editor did not answer workspace/applyEdit within {waited}"
+        ls.show(f"hunkwise: {reason}")
+        return {"applied": False, "reason": reason}
     answer: dict[str, Any] = {"applied": bool(result.applied)}
     if result.failure_reason:
         answer["reason"] = result.failure_reason

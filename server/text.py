@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from urllib.parse import unquote
 
 from lsprotocol.types import (
     Position,
@@ -186,6 +187,11 @@ class LspWorkspace(Workspace):
             list(workspace.folders.values()),
             workspace.position_encoding,
         )
+
+    def is_open(self, uri: str) -> bool:
+        """Whether the client has the document open (pygls keys documents by the URI
+        with its %-escapes decoded)."""
+        return unquote(uri) in self.text_documents
 
     def _create_text_document(
         self,

@@ -792,6 +792,7 @@ def _check_messages(report: FuzzReport, messages: list[dict[str, Any]]) -> None:
             message["params"]
         ):
             report.logged_errors += 1  # a notification's handler failed (see the log)
+            report.problem(f"an internal error logged to the client: {_short(message)}")
         if message.get("method") == "window/showMessage" and "Error in server" in json.dumps(
             message["params"]
         ):

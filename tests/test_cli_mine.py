@@ -71,7 +71,6 @@ def test_mine_prints_a_summary_table(small_repo, tmp_path):
             ["mine", "{repo}", "--out", "{tmp}/o", "--horizon-commits", "3", "--horizon-days", "2"],
             "not both",
         ),
-        (["mine", "{repo}"], "Missing option '--out'"),
         (["mine", "{repo}", "--out", "{tmp}/o", "--max-commits", "0"], "--max-commits"),
     ],
 )
@@ -96,3 +95,20 @@ def test_help_and_mine_do_not_import_heavy_libraries(small_repo, tmp_path):
     for args in (["--help"], ["mine", str(small_repo.path), "--out", str(tmp_path / "o")]):
         result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
         assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout + result.stderr
+
+
+def test_mine_without_out_writes_beside_the_default_bundle(small_repo, tmp_path):
+    import os
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [sys.executable, "-c", "from training.cli import main; main()", "mine", "--json"],
+        cwd=small_repo.path,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    [data] = (tmp_path / "cache" / "hunkwise").glob(".*.data")
+    assert json.loads((data / "stats.json").read_text()) == json.loads(result.stdout)
+    assert not (small_repo.path / "rnp").exists()

@@ -138,3 +138,30 @@ async def test_the_server_takes_the_configuration_under_the_editors(tmp_path: Pa
         open_document(client, uri, "print(1)\nx = 1\n")
         found = await published(client, uri, 1, check=lambda p: bool(p.diagnostics))
         assert len(found.diagnostics) == 1
+
+
+def test_a_dismissed_finding_stays_dismissed_until_shown(
+    configured, tmp_path: Path, monkeypatch
+) -> None:
+    repo, bundle = configured
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    args = ["--bundle", str(bundle), "--threshold", "0", "--format", "json"]
+    before = json.loads(_review(repo, *args).stdout)["findings"]
+    [app] = [finding for finding in before if finding["path"] == "app.py"]
+    result = CliRunner().invoke(
+        main, ["dismiss", app["hunk_id"], "--repo", str(repo.path), "--reason", "intended"]
+    )
+    assert result.exit_code == 0 and result.output.strip() == f"{app['hunk_id']}: dismissed"
+    after = json.loads(_review(repo, *args).stdout)
+    assert [f["path"] for f in after["findings"]] == ["docs/guide.md"]
+    assert {"path": "app.py", "reason": "dismissed", "hunk_id": app["hunk_id"]} in after["skipped"]
+    shown = json.loads(_review(repo, *args, "--show-dismissed").stdout)["findings"]
+    assert len(shown) == len(before)
+    assert not list(repo.path.glob("**/*dismissed*"))  # nothing written into the repository
+    back = CliRunner().invoke(
+        main, ["dismiss", app["hunk_id"], "--repo", str(repo.path), "--undismiss"]
+    )
+    assert back.exit_code == 0 and "brought back" in back.output
+    assert len(json.loads(_review(repo, *args).stdout)["findings"]) == len(before)
+    bad = CliRunner().invoke(main, ["dismiss", "not-a-hunk", "--repo", str(repo.path)])
+    assert bad.exit_code == 2 and "hunkwise: error:" in bad.output

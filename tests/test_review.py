@@ -187,13 +187,24 @@ FINDINGS = [
 ]
 
 
-def test_render_text_reads_like_a_linter() -> None:
+def test_render_text_reads_like_a_linter(tmp_path: Path) -> None:
     assert render_text(FINDINGS) == (
-        "src/app.py:4: warning: Check the new value. (p=0.83) [review-needed]\n"
-        "docs/naïve notes.md:9: warning: This change may need review (p=0.50) [review-needed]\n"
-        "a b.py:1: warning: Two lines. (p=0.97) [review-needed]\n"
+        "src/app.py:4:1: warning: Check the new value. (p=0.83) [review-needed]\n"
+        "docs/naïve notes.md:9:1: warning: This change may need review (p=0.50) "
+        "[review-needed]\n"
+        "a b.py:1:1: warning: Two lines. (p=0.97) [review-needed]\n"
     )
     assert render_text([]) == ""
+    # Paths from where the command runs, like ruff's; the column of the first code.
+    indented = Finding("src/app.py", 4, 4, 0.004, None, "1", "@@ -3 +3 @@\n+    y = 1")
+    assert render_text([indented], root=tmp_path, cwd=tmp_path / "src") == (
+        "app.py:4:5: warning: This change may need review (p=0.004) [review-needed]\n"
+    )
+    assert render_text([indented], root=tmp_path, cwd=tmp_path / "docs").startswith(
+        "../src/app.py:4:5:"
+    )
+    # From outside the repository: repository-relative, as before.
+    assert render_text([indented], root=tmp_path / "r", cwd=tmp_path).startswith("src/app.py:4:5:")
 
 
 def test_render_json() -> None:
@@ -314,7 +325,7 @@ def test_review_command_end_to_end(history, engine: Engine) -> None:
     result = CliRunner().invoke(main, [*args, "--no-comments"])
     assert result.exit_code == 1, result.output
     assert result.stdout.splitlines()[0].startswith(
-        "app.py:10: warning: This change may need review"
+        "app.py:10:1: warning: This change may need review"
     )
     assert "2 hunks reviewed, 2 flagged" in result.stderr
 
@@ -527,7 +538,7 @@ def test_the_review_command_does_not_score_lockfiles_or_vendored_code(
     result = CliRunner().invoke(main, [*args, "--threshold", "0", "--no-comments"])
     assert result.exit_code == 1, result.output
     assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["app.py"]
-    assert "1 hunks reviewed, 1 flagged; skipped as in training: 1 vendored, 1 lockfile" in (
+    assert "1 hunk reviewed, 1 flagged; skipped: 1 vendored, 1 lockfile" in (
         result.stderr
     )
 

@@ -53,6 +53,7 @@ def test_random_bad_traffic_gets_one_answer_per_request_and_leaves_the_server_al
     shown = "\n".join([*summary(report), *report.problems])
     assert report.problems == [], f"HUNKWISE_FUZZ_SEED={seed}:\n{shown}"
     assert report.messages == MESSAGES and report.crashes == 0, shown
+    assert report.logged_errors == 0, shown  # no notification handler failed
     assert report.clean_exits == report.frame_breaks == FRAME_BREAK_SESSIONS, shown
     # The traffic reached the handlers, not only the protocol's refusals.
     assert report.outcomes["result"] > 100 and report.outcomes["-32602"] > 100, shown

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -685,3 +686,117 @@ def test_train_from_repo_refuses_bad_arguments_before_the_trainer_starts(tmp_pat
             assert f"--base {repo.path / 'models' / 'local'} " in ran[-1], ran
 
     asyncio.run(run())
+
+
+# -- notifications pygls fails on, and a client that never answers an edit -----------------
+
+_NOWHERE = "file:///nowhere/a.py"
+#: case -> (the notifications sent, the one line the server logs for them)
+_BAD_NOTIFICATIONS: dict[str, tuple[list[tuple[str, Any]], str]] = {
+    "change-unopened": (
+        [
+            ("textDocument/didChange", {"textDocument": {"uri": _NOWHERE, "version": 2}, "contentChanges": [{"text": "x"}]}),
+            ("textDocument/didChange", {"textDocument": {"uri": _NOWHERE, "version": 3}, "contentChanges": [{"text": "y"}]}),
+            ("textDocument/didSave", {"textDocument": {"uri": _NOWHERE}}),
+            ("textDocument/didClose", {"textDocument": {"uri": _NOWHERE}}),
+        ],
+        f"ignoring a change to {_NOWHERE}: it is not open",
+    ),
+    "cancel-object-id": (
+        [("$/cancelRequest", {"id": {}})],
+        "ignoring a notification: invalid params for $/cancelRequest: id: must be an integer or a string",
+    ),
+    "progress-cancel-list-token": (
+        [("window/workDoneProgress/cancel", {"token": []})],
+        "ignoring a notification: invalid params for window/workDoneProgress/cancel: token: must be an integer or a string",
+    ),
+    "open-object-uri": (
+        [("textDocument/didOpen", {"textDocument": {"uri": {}, "languageId": "python", "version": 1, "text": "x"}})],
+        "ignoring a notification: invalid params for textDocument/didOpen: textDocument.uri: must be a string",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_NOTIFICATIONS))
+def test_a_notification_pygls_would_fail_on_is_logged_in_one_plain_line(
+    tmp_path: Path, case: str
+) -> None:
+    notifications, line = _BAD_NOTIFICATIONS[case]
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log_file:
+        client = RawClient(SERVER, _env(tmp_path), stderr=log_file)
+        try:
+            client.initialize(tmp_path)
+            for method, params in notifications:
+                client.notify(method, params)
+            client.request("after", "workspace/executeCommand", {"command": "hunkwise.status"})
+            answer = client.response("after")["result"]
+        finally:
+            client.close()
+    assert client.process.returncode == 0
+    assert answer["documents"] == 0  # nothing was opened, not even a document named "{}"
+    log = log_path.read_text()
+    assert log.count(line) == 1 and "Traceback" not in log and "internal error" not in log, log
+    told = [(m.get("params") or {}).get("message", "") for m in client.seen if "method" in m]
+    assert not [text for text in told if "internal error" in text], told
+
+
+def serve_with_a_short_apply_edit_timeout() -> None:
+    """The STAND-IN server with ``APPLY_EDIT_TIMEOUT_S`` lowered to half a second."""
+    import server.server
+    from tests.lsp_stand_in_engine import main
+
+    server.server.APPLY_EDIT_TIMEOUT_S = 0.5
+    sys.exit(main())
+
+
+SHORT_APPLY_EDIT_TIMEOUT_SERVER = (
+    SERVER[0],
+    "-c",
+    "from tests.test_server_hostile import serve_with_a_short_apply_edit_timeout as serve; serve()",
+)
+
+
+def test_an_edit_the_client_never_answers_times_out_and_a_late_answer_is_ignored(
+    tmp_path: Path,
+) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("Add", app_dot_py="a = 1\n")
+    bundle = write_stand_in_bundle(tmp_path / "bundle")
+    app = (repo.path / "app.py").as_uri()
+    whole = {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}}
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log_file:
+        client = RawClient(SHORT_APPLY_EDIT_TIMEOUT_SERVER, _env(tmp_path), stderr=log_file)
+        try:
+            client.initialize(repo.path, {"bundle": str(bundle), "debounceMs": 0})
+            for attempt in range(500):
+                client.request(f"s{attempt}", "workspace/executeCommand", {"command": "hunkwise.status"})  # fmt: skip
+                if client.response(f"s{attempt}")["result"]["state"] == "ready":
+                    break
+                time.sleep(0.02)
+            argument = {"uri": app, "range": whole, "instruction": "Shout."}
+            started = time.monotonic()
+            client.request(
+                "edit",
+                "workspace/executeCommand",
+                {"command": "hunkwise.editWithInstruction", "arguments": [argument]},
+            )
+            answer = client.response("edit")
+            waited = time.monotonic() - started
+            (asked,) = [m for m in client.seen if m.get("method") == "workspace/applyEdit"]
+            client.send({"jsonrpc": "2.0", "id": asked["id"], "result": {"applied": True}})
+            client.request("after", "workspace/executeCommand", {"command": "hunkwise.status"})
+            assert client.response("after")["result"]["state"] == "ready"
+        finally:
+            client.close()
+    assert client.process.returncode == 0
+    reason = "the editor did not answer workspace/applyEdit within 0.5 s"
+    assert answer["result"] == {"applied": False, "reason": reason}, answer
+    assert 0.5 <= waited < 10
+    shown = [m["params"]["message"] for m in client.seen if m.get("method") == "window/showMessage"]
+    assert shown == [f"hunkwise: {reason}"]
+    log = log_path.read_text()
+    assert f"ignoring a response to {asked['id']!r}: the server no longer waits for it" in log, log
+    assert "Traceback" not in log and "internal error" not in log, log
+    assert len([m for m in client.seen if m.get("id") == "edit"]) == 1

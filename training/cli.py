@@ -7,6 +7,7 @@ import errno
 import functools
 import json
 import os
+import re
 import signal
 import sys
 import traceback
@@ -116,6 +117,27 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+class _Device(click.ParamType):
+    """A torch device as every command and the server's ``device`` setting take it."""
+
+    name = "device"
+
+    def convert(self, value, param, ctx):
+        from training.config import FIELDS, BadValue
+
+        try:
+            return FIELDS["device"][1](value)
+        except BadValue as error:
+            self.fail(f"{value!r} {error}", param, ctx)
+
+
+DEVICE = _Device()
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _console(json_output: bool):
     from rich.console import Console
 
@@ -124,7 +146,7 @@ def _console(json_output: bool):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="hunkwise")
+@click.version_option(__version__, "-V", "--version", prog_name="hunkwise")
 @click.option(
     "--debug",
     is_flag=True,
@@ -145,14 +167,16 @@ def main(debug: bool) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-@main.command()
+@main.command(short_help="Mine a repository's history into review training records.")
 @click.argument("repo", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--out",
     "out",
-    required=True,
+    default=None,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Directory to write <task>/{train,valid,test}.jsonl and stats.json into.",
+    help="Directory to write <task>/{train,valid,test}.jsonl and stats.json into "
+    "[default: the dataset folder beside the repository's default bundle, where "
+    "train-from-repo keeps it].",
 )
 @click.option("--rev", default="HEAD", show_default=True, help="Revision whose history is mined.")
 @click.option(
@@ -199,7 +223,7 @@ def main(debug: bool) -> None:
 @user_errors
 def mine(
     repo: Path,
-    out: Path,
+    out: Path | None,
     rev: str,
     max_commits: int | None,
     horizon_commits: int | None,
@@ -209,12 +233,24 @@ def mine(
     max_hunk_lines: int,
     json_output: bool,
 ) -> None:
-    """Mine REPO's git history into review training records (default: the current directory)."""
+    """Mine REPO's git history into review training records (default: the current directory).
+
+    \b
+    Examples:
+      hunkwise mine ~/src/flask --out data/flask
+      hunkwise mine . --max-commits 2000 --jobs 2 --json
+    """
     from training.mining.miner import MineOptions, mine_repository
     from training.progress import summary_table
 
     if horizon_commits is not None and horizon_days is not None:
         raise click.UsageError("give either --horizon-commits or --horizon-days, not both")
+    if out is None:
+        from training.bundle import default_bundle_dir
+        from training.review import repo_root
+
+        bundle = default_bundle_dir(repo_root(repo))
+        out = bundle.parent / f".{bundle.name}.data"
     options = MineOptions(
         rev=rev,
         max_commits=max_commits,
@@ -232,7 +268,7 @@ def mine(
         console.print(summary_table(stats, title=f"hunkwise mine: {stats['repo']} -> {out}"))
 
 
-@main.command("import")
+@main.command("import", short_help="Import review data (CodeReviewer, Alpaca, GitHub reviews).")
 @click.argument(
     "fmt", metavar="FORMAT", type=click.Choice(["codereviewer", "alpaca", "github-review"])
 )
@@ -258,6 +294,12 @@ def import_(fmt: str, files: tuple[Path, ...], out: Path, json_output: bool) -> 
 
     A file named for a split (msg-test.jsonl, train.json) goes to that split; the rest are
     split by time. Malformed rows are skipped and counted in stats.json.
+
+    \b
+    Examples:
+      hunkwise import codereviewer msg-train.jsonl msg-valid.jsonl msg-test.jsonl --out data/cr
+      gh api --paginate repos/OWNER/REPO/pulls/comments > reviews.json
+      hunkwise import github-review reviews.json --out data/reviews
     """
     from training.mining.importers import import_files
     from training.progress import summary_table
@@ -270,7 +312,7 @@ def import_(fmt: str, files: tuple[Path, ...], out: Path, json_output: bool) -> 
         console.print(summary_table(stats, title=f"hunkwise import {fmt} -> {out}"))
 
 
-@main.command()
+@main.command(short_help="Review changes and print the hunks that may need review.")
 @click.argument("spec", required=False, metavar="[REV | A...B | A..B | -]")
 @click.option("--staged", is_flag=True, help="Review the staged changes (the index against HEAD).")
 @click.option(
@@ -317,11 +359,18 @@ def import_(fmt: str, files: tuple[Path, ...], out: Path, json_output: bool) -> 
     type=click.Choice(["text", "json", "sarif"]),
     default="text",
     show_default=True,
+    help="text: one line per finding, like a linter; json; sarif: SARIF 2.1.0 for code scanning.",
+)
+@click.option("--json", "json_output", is_flag=True, help="The same as --format json.")
+@click.option("-q", "--quiet", is_flag=True, help="Print the findings only, no summary.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Also list each file or hunk left out, and why."
 )
 @click.option(
     "--device",
+    type=DEVICE,
     default=None,
-    help="auto, cpu, cuda, cuda:1, mps ... [default: the configuration's, else auto].",
+    help="auto, cpu, cuda, cuda:N or mps [default: the configuration's, else auto].",
 )
 @click.option(
     "--exclude",
@@ -337,6 +386,11 @@ def import_(fmt: str, files: tuple[Path, ...], out: Path, json_output: bool) -> 
     default=128,
     show_default=True,
     help="Length bound of each generated review comment, in tokens.",
+)
+@click.option(
+    "--show-dismissed",
+    is_flag=True,
+    help="Also review the hunks dismissed before (in the editor or with `hunkwise dismiss`).",
 )
 @click.option(
     "--exit-zero", is_flag=True, help="Exit 0 even when hunks are flagged (exit 1 otherwise)."
@@ -360,10 +414,14 @@ def review(
     threshold: float | None,
     no_comments: bool,
     output_format: str,
+    json_output: bool,
+    quiet: bool,
+    verbose: bool,
     device: str | None,
     exclude: tuple[str, ...],
     batch_size: int,
     max_new_tokens: int,
+    show_dismissed: bool,
     exit_zero: bool,
     fail_on_probability: float | None,
 ) -> None:
@@ -392,8 +450,10 @@ def review(
     from training.bundle import read_manifest
     from training.config import read_repo_config
     from training.review import (
+        display_path,
         finding_lines,
         findings_for,
+        format_probability,
         hunks_for,
         hunks_from_patch,
         range_note,
@@ -405,6 +465,8 @@ def review(
         scoring_problem,
     )
 
+    if json_output:
+        output_format = "json"
     root = repo_root(repo)
     repo_config = read_repo_config(root)
     config = repo_config.checked()
@@ -439,6 +501,14 @@ def review(
         if note:
             click.echo(f"hunkwise: note: {note}", err=True)
     selection = selection.excluding(globs)
+    if not show_dismissed:
+        from training.suppressions import DismissalStore
+
+        store = DismissalStore.for_repo(root)
+        dismissed = store.ids()
+        if store.problem:
+            click.echo(f"hunkwise: warning: {store.problem}", err=True)
+        selection = selection.dismissing(dismissed)
     problem = scoring_problem(bundle, read_manifest(bundle))
     hunks = selection.hunks if problem is None else []
     findings = []
@@ -460,7 +530,9 @@ def review(
         click.echo(render_json(findings, selection.skipped), nl=False)
     else:
         rendered = (
-            render_sarif(findings, root) if output_format == "sarif" else render_text(findings)
+            render_sarif(findings, root)
+            if output_format == "sarif"
+            else render_text(findings, root, Path.cwd())
         )
         click.echo(rendered, nl=False)
     if problem is not None:
@@ -468,18 +540,24 @@ def review(
         return
     if findings and engine.evidence_index()[0] is None and read_manifest(bundle).evidence:
         click.echo(f"hunkwise: warning: {engine.evidence_index()[1]}", err=True)
-    if output_format == "text":
-        summary = f"hunkwise: {len(hunks)} hunks reviewed, {len(findings)} flagged"
+    if output_format == "text" and verbose:
+        for skip in selection.skipped:
+            what = f"a hunk of {skip.path}" if skip.hunk is not None else skip.path
+            console.print(f"hunkwise: skipped {what}: {skip.description}", highlight=False)
+    if output_format == "text" and not quiet:
+        summary = f"hunkwise: {_count(len(hunks), 'hunk')} reviewed, {len(findings)} flagged"
         counts = selection.counts()
         if counts:
-            summary += "; skipped as in training: " + ", ".join(
+            summary += "; skipped: " + ", ".join(
                 f"{count} {reason}" for reason, count in counts.items()
             )
         if hunks and not findings:
             top = max(range(len(hunks)), key=probabilities.__getitem__)
             summary += (
-                f" (threshold {cut:.2f}, {whose}; highest p={probabilities[top]:.2f}: "
-                f"{hunks[top].path}:{finding_lines(hunks[top])[0]})"
+                f" (threshold {cut:.2f}, {whose}; highest p="
+                f"{format_probability(probabilities[top])}: "
+                f"{display_path(hunks[top].path, root, Path.cwd())}:"
+                f"{finding_lines(hunks[top])[0]})"
             )
         console.print(summary, highlight=False, soft_wrap=True)
     if exit_zero:
@@ -593,7 +671,7 @@ def training_options(command):
     return wrapper
 
 
-@main.command()
+@main.command(short_help="Fine-tune LoRA adapters on a dataset into a bundle.")
 @click.option(
     "--data",
     "data_dir",
@@ -621,6 +699,12 @@ def train(data_dir: Path, base: str, out: Path, options: TrainOptions, json_outp
     """Fine-tune LoRA adapters on a dataset and write an adapter bundle.
 
     Works unchanged under `torchrun` / `accelerate launch` (only the main process writes).
+
+    \b
+    Examples:
+      hunkwise train --data data/flask --base tiny --out bundles/flask
+      hunkwise train --data data/flask --base Qwen/Qwen2.5-Coder-1.5B-Instruct \\
+          --out bundles/flask-qwen --device cuda --tasks rnp,rcg
     """
     from training.bundle import read_manifest
     from training.finetune import train_bundle
@@ -637,14 +721,20 @@ def _print_report(console, report) -> None:
 
     from training.evaluate import report_markdown
 
-    # Images (the plots) are files in the bundle; a terminal shows the tables.
-    text = "\n".join(
-        line for line in report_markdown(report).splitlines() if not line.startswith("![")
-    )
-    console.print(Markdown(text))
+    # Images (the plots) are files in the bundle; a terminal shows the tables, and no
+    # heading whose section held only a plot.
+    sections = re.split(r"(?m)^(?=## )", report_markdown(report))
+    kept = []
+    for section in sections:
+        lines = [line for line in section.splitlines() if not line.startswith("![")]
+        body = [line for line in lines[1:] if line.strip()]
+        if section.startswith("## ") and not body:
+            continue
+        kept.append("\n".join(lines))
+    console.print(Markdown("\n".join(kept)))
 
 
-@main.command("train-from-repo")
+@main.command("train-from-repo", short_help="Mine, train and evaluate a bundle in one go.")
 @click.argument("repo", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--base",
@@ -708,6 +798,11 @@ def train_from_repo(
 
     Nothing is written into the repository: the dataset and the bundle go to the cache
     directory (or --out).
+
+    \b
+    Examples:
+      hunkwise train-from-repo . --base tiny            # CPU, minutes
+      hunkwise train-from-repo ~/src/app --base Qwen/Qwen2.5-Coder-1.5B-Instruct
     """
     from training.bundle import default_bundle_dir, ensure_replaceable
     from training.evaluate import evaluate_bundle, load_stopwords, write_bundle_report
@@ -756,7 +851,46 @@ def train_from_repo(
         console.print(f"[bold green]bundle ready:[/] {bundle}  (report: {bundle / 'report.md'})")
 
 
-@main.command("bundles")
+@main.command("dismiss", short_help="Dismiss a finding for good (or bring it back).")
+@click.argument("hunk_ids", metavar="HUNK_ID...", nargs=-1, required=True)
+@click.option(
+    "--repo",
+    "repo",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The git repository (or a directory inside it).",
+)
+@click.option("--reason", default=None, help="Why, kept with the dismissal.")
+@click.option("--undismiss", is_flag=True, help="Bring dismissed findings back.")
+@user_errors
+def dismiss(hunk_ids: tuple[str, ...], repo: Path, reason: str | None, undismiss: bool) -> None:
+    """Dismiss findings by their hunk id (`hunk_id` in `review --json`, SARIF's
+    hunkwiseHunk/v1 fingerprint): every clone of this history, the CLI and the editor
+    alike, stop showing them until the hunk changes. Nothing is written into the
+    repository.
+
+    \b
+    Examples:
+      hunkwise review --json | jq -r '.findings[].hunk_id'
+      hunkwise dismiss 0f3c9a1b2d4e5f60 --reason "intended"
+      hunkwise dismiss 0f3c9a1b2d4e5f60 --undismiss
+    """
+    from training.review import repo_root
+    from training.suppressions import DismissalStore
+
+    store = DismissalStore.for_repo(repo_root(repo))
+    for hunk_id in hunk_ids:
+        changed = (
+            store.undismiss(hunk_id)
+            if undismiss
+            else store.dismiss(hunk_id, path=None, by=None, reason=reason)
+        )
+        verb = "brought back" if undismiss else "dismissed"
+        click.echo(f"{hunk_id}: {verb}" if changed else f"{hunk_id}: already {verb}")
+
+
+@main.command("bundles", short_help="List the bundles in the cache directory.")
 @click.option("--json", "json_output", is_flag=True, help="Print the list as JSON on stdout.")
 @user_errors
 def bundles(json_output: bool) -> None:
@@ -792,7 +926,7 @@ def bundles(json_output: bool) -> None:
         )
 
 
-@main.command("status")
+@main.command("status", short_help="Say what a review here would use, and why.")
 @click.option(
     "--repo",
     "repo",
@@ -882,14 +1016,15 @@ def status(repo: Path, bundle: Path | None, device: str | None, json_output: boo
         click.echo(f"{key.replace('_', ' '):<{width}}  {shown}")
 
 
-@main.command("eval")
+@main.command("eval", short_help="Evaluate a bundle on a dataset's test split.")
 @click.option("--bundle", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--data",
     "data_dir",
-    required=True,
+    default=None,
     type=click.Path(file_okay=False, path_type=Path),
-    help="A dataset written by `hunkwise mine` or `hunkwise import`.",
+    help="A dataset written by `hunkwise mine` or `hunkwise import` [default: the one the "
+    "bundle was trained on, e.g. the hidden .<bundle>.data folder train-from-repo keeps].",
 )
 @click.option(
     "--eval-limit",
@@ -912,7 +1047,11 @@ def status(repo: Path, bundle: Path | None, device: str | None, json_output: boo
     "chosen on the valid split; 0.5 for bundles without one].",
 )
 @click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
+    "--device",
+    type=DEVICE,
+    default="auto",
+    show_default=True,
+    help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.",
 )
 @click.option(
     "--predictions",
@@ -926,7 +1065,7 @@ def status(repo: Path, bundle: Path | None, device: str | None, json_output: boo
 @user_errors
 def eval_(
     bundle: Path,
-    data_dir: Path,
+    data_dir: Path | None,
     eval_limit: int | None,
     stopwords: Path | None,
     threshold: float | None,
@@ -935,10 +1074,26 @@ def eval_(
     no_write: bool,
     json_output: bool,
 ) -> None:
-    """Evaluate a bundle on a dataset's test split (metrics beside the baselines)."""
+    """Evaluate a bundle on a dataset's test split (metrics beside the baselines).
+
+    \b
+    Examples:
+      hunkwise eval --bundle ~/.cache/hunkwise/3f2a1c0d9e8b            # its own dataset
+      hunkwise eval --bundle B --data data/flask --predictions p.jsonl --json
+    """
     from training.bundle import check_writable
     from training.evaluate import evaluate_bundle, load_stopwords, write_bundle_report
 
+    if data_dir is None:
+        from training.bundle import read_manifest
+
+        trained_on = read_manifest(bundle).training.get("data")
+        if not isinstance(trained_on, str) or not Path(trained_on).is_dir():
+            raise HunkwiseError(
+                f"the dataset {bundle} was trained on is gone ({trained_on}); pass --data DIR "
+                "(a dataset from `hunkwise mine`)"
+            )
+        data_dir = Path(trained_on)
     if not data_dir.is_dir():
         raise HunkwiseError(f"no dataset at {data_dir}; create one with `hunkwise mine`")
     if predictions is not None:

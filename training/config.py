@@ -27,7 +27,7 @@ CONFIG_FILE = "hunkwise.toml"
 PYPROJECT = "pyproject.toml"
 
 SEVERITY_NAMES: tuple[str, ...] = ("error", "warning", "information", "info", "hint")
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 MAX_DEBOUNCE_MS = 10_000
 MAX_NEW_TOKENS = 4096
 #: The most a user may set ``maxInstructionChars`` to: a prompt beyond it holds the model

@@ -252,12 +252,42 @@ def check_base(name: str) -> None:
                 "directory (config.json, *.safetensors, tokenizer files)"
             )
         return
-    if _offline() and not _in_hub_cache(name):
+    if _in_hub_cache(name):
+        return
+    if _offline():
         raise HunkwiseError(
             f"base model {name!r} is not available locally and the hub is offline "
             f"(HF_HUB_OFFLINE): download it first (`hf download {name}`) or pass a local "
             "directory with --base"
         )
+    _check_on_hub(name)
+
+
+def _check_on_hub(name: str, timeout: float = 10.0) -> None:
+    """One quick question to the hub (no retries) before any work starts: does it have
+    ``name``? Without network this fails in seconds instead of after the mining."""
+    try:
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
+        return
+    try:
+        HfApi().model_info(name, timeout=timeout)
+    except GatedRepoError:
+        return  # it exists; loading will say what access it needs
+    except RepositoryNotFoundError:
+        raise HunkwiseError(
+            f"base model {name!r}: no such model on the Hugging Face hub (or it is private); "
+            "check the id, or pass a local directory with --base"
+        ) from None
+    except Exception as error:  # any network failure means the same here
+        detail = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else ""
+        raise HunkwiseError(
+            f"base model {name!r} is not in the local cache and the Hugging Face hub cannot be "
+            f"reached ({detail or type(error).__name__}); connect, or download it where there "
+            "is network (`hf download ...`), or set HF_HUB_OFFLINE=1 and pass a local "
+            "directory with --base"
+        ) from None
 
 
 def _in_hub_cache(name: str) -> bool:
@@ -333,7 +363,8 @@ def load_base(
 
 
 def _load_error(name: str, source: str, error: Exception) -> HunkwiseError:
-    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = str(error).strip()
+    detail = text.splitlines()[0].rstrip(".") if text else type(error).__name__
     if Path(source).is_dir():
         return HunkwiseError(
             f"cannot load base model from {source}: {detail}. hunkwise loads only "

@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +22,7 @@ from training.errors import HunkwiseError
 from training.evidence import Evidence
 from training.hunks import DiffParseError, Hunk, PatchFile, parse_diff_files
 from training.mining import filters
+from training.suppressions import ignore_marker
 from training.tasks import RCG, RNP
 
 if TYPE_CHECKING:
@@ -55,10 +56,20 @@ class FileChange:
     undecodable: bool = False
     #: bytes of the diff body; None: counted from the hunks
     size: int | None = None
+    #: the file's lines after the change when known whole (the editor's buffer), where a
+    #: ``hunkwise: ignore`` above a hunk is looked for; else its context lines and
+    #: ``head_lines``
+    new_lines: tuple[str, ...] = ()
 
 
 #: The skip reason of a file the user's exclude globs leave out.
 EXCLUDED = "excluded"
+#: The skip reason of a hunk a ``hunkwise: ignore`` comment silences (training.suppressions).
+SUPPRESSED = "suppressed"
+#: The skip reason of a hunk dismissed before (``hunkwise dismiss``, the editor's Dismiss).
+DISMISSED = "dismissed"
+#: The reasons a user chose, not training: counted after the filters'.
+_USER_REASONS = (EXCLUDED, SUPPRESSED, DISMISSED)
 _SKIP_WORDS = {
     filters.BINARY: "a binary file",
     filters.MALFORMED: "a diff that does not parse",
@@ -71,6 +82,8 @@ _SKIP_WORDS = {
     filters.UNDECODABLE: "not UTF-8 text",
     filters.HUNK_TOO_LONG: f"a hunk of over {filters.MAX_HUNK_LINES} lines",
     EXCLUDED: "excluded by the exclude globs (hunkwise.toml, --exclude or the editor's setting)",
+    SUPPRESSED: "suppressed by a `hunkwise: ignore` comment",
+    DISMISSED: "dismissed before (`hunkwise review --show-dismissed` shows it)",
 }
 
 
@@ -86,7 +99,7 @@ class Skip:
     @property
     def description(self) -> str:
         """The reason in words, for a log line or a message."""
-        if self.reason == EXCLUDED:
+        if self.reason in _USER_REASONS:
             return _SKIP_WORDS[self.reason]
         return f"{_SKIP_WORDS[self.reason]} (training skips these too)"
 
@@ -106,10 +119,11 @@ class Reviewable:
     skipped: list[Skip]
 
     def counts(self) -> dict[str, int]:
-        """Skipped files and hunks by reason, in the order mining checks them (excluded
-        ones last)."""
+        """Skipped files and hunks by reason, in the order mining checks them (excluded,
+        suppressed and dismissed ones last)."""
         found = Counter(skip.reason for skip in self.skipped)
-        return {reason: found[reason] for reason in (*filters.REASONS, EXCLUDED) if found[reason]}
+        order = (*filters.REASONS, *_USER_REASONS)
+        return {reason: found[reason] for reason in order if found[reason]}
 
     def excluding(self, globs: Sequence[str]) -> Reviewable:
         """Without the hunks of files the ``exclude`` globs match (counted as skipped)."""
@@ -118,6 +132,17 @@ class Reviewable:
         kept = [hunk for hunk in self.hunks if not excluded(hunk.path, globs)]
         left_out = sorted({h.path for h in self.hunks if excluded(h.path, globs)})
         return Reviewable(kept, [*self.skipped, *(Skip(path, EXCLUDED) for path in left_out)])
+
+    def dismissing(self, dismissed: Collection[str]) -> Reviewable:
+        """Without the hunks whose id is in ``dismissed`` (a
+        ``training.suppressions.DismissalStore``'s ids; counted as skipped)."""
+        if not dismissed:
+            return self
+        gone = [Skip(h.path, DISMISSED, h) for h in self.hunks if h.id in dismissed]
+        if not gone:
+            return self
+        kept = [hunk for hunk in self.hunks if hunk.id not in dismissed]
+        return Reviewable(kept, [*self.skipped, *gone])
 
 
 def path_skip(path: str) -> Skip | None:
@@ -130,7 +155,8 @@ def path_skip(path: str) -> Skip | None:
 def reviewable(files: Iterable[FileChange]) -> Reviewable:
     """Apply mining's filters to the files of a review: a file whose path or content keeps
     it out of the training data (binary, vendored, lockfile, minified, generated ...) is
-    not scored either, nor is a hunk longer than training allows."""
+    not scored either, nor is a hunk longer than training allows, nor one a ``hunkwise:
+    ignore`` comment suppresses (:func:`training.suppressions.ignore_marker`)."""
     hunks: list[Hunk] = []
     skipped: list[Skip] = []
     for file in files:
@@ -141,6 +167,8 @@ def reviewable(files: Iterable[FileChange]) -> Reviewable:
         for hunk in file.hunks:
             if len(hunk.lines) > filters.MAX_HUNK_LINES:
                 skipped.append(Skip(file.path, filters.HUNK_TOO_LONG, hunk))
+            elif ignore_marker(hunk, file.new_lines or file.head_lines):
+                skipped.append(Skip(file.path, SUPPRESSED, hunk))
             else:
                 hunks.append(hunk)
     return Reviewable(hunks, skipped)
@@ -194,8 +222,11 @@ def finding_message(
     best = max(evidence, key=lambda e: e.similarity, default=None)
     if best is not None and best.fix_subject:
         source = f"fixed by {best.fix_commit[:7]}" if best.fix_commit else f"{best.source} review"
-        return f"From history: {best.fix_subject} ({source} in a change like this, p={probability:.2f})"
-    return f"This change may need review (p={probability:.2f})"
+        return (
+            f"From history: {best.fix_subject} ({source} in a change like this, "
+            f"p={format_probability(probability)})"
+        )
+    return f"This change may need review (p={format_probability(probability)})"
 
 
 def scoring_problem(bundle: Path, manifest: Manifest) -> str | None:
@@ -676,14 +707,44 @@ def _one_line(text: str) -> str:
     return " ".join(printable.split())
 
 
-def render_text(findings: Sequence[Finding]) -> str:
-    """One line per finding, the way compilers and linters print them, and its evidence
+def finding_column(finding: Finding) -> int:
+    """The 1-based column a finding points at: the first non-blank character of the hunk's
+    first added line (1 for a pure deletion)."""
+    for line in finding.hunk_text.split("\n")[1:]:
+        if line[:1] == "+":
+            code = line[1:]
+            return len(code) - len(code.lstrip()) + 1 if code.strip() else 1
+    return 1
+
+
+def display_path(path: str, root: Path | None = None, cwd: Path | None = None) -> str:
+    """A repository-relative path as a linter shows it: relative to ``cwd`` when that is
+    inside the repository ``root`` (``../app.py`` from a subfolder), else as it is."""
+    if root is None or cwd is None:
+        return path
+    root, cwd = Path(root).resolve(), Path(cwd).resolve()
+    if cwd != root and root not in cwd.parents:
+        return path
+    return os.path.relpath(root / path, cwd)
+
+
+def format_probability(p: float) -> str:
+    """p with two decimals, or two significant digits below 0.1 (never "0.00")."""
+    return f"{p:.2f}" if p >= 0.1 or p == 0 else f"{p:.2g}"
+
+
+def render_text(
+    findings: Sequence[Finding], root: Path | None = None, cwd: Path | None = None
+) -> str:
+    """One line per finding, the way compilers and linters print them (``path:line:col:``,
+    the path relative to ``cwd`` when the repository ``root`` is given), and its evidence
     as indented lines under it."""
     lines = []
     for finding in findings:
         message = _one_line(finding.message)
-        suffix = f" (p={finding.probability:.2f})" if finding.comment else ""
-        lines.append(f"{finding.path}:{finding.start_line}: warning: {message}{suffix} [{RULE_ID}]")
+        suffix = f" (p={format_probability(finding.probability)})" if finding.comment else ""
+        where = f"{display_path(finding.path, root, cwd)}:{finding.start_line}:{finding_column(finding)}"
+        lines.append(f"{where}: warning: {message}{suffix} [{RULE_ID}]")
         lines.extend(f"    {_one_line(evidence.summary)}" for evidence in finding.evidence)
     return "".join(line + "\n" for line in lines)
 
