@@ -19,6 +19,14 @@ def _address(value: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1024:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of bytes of at least 1024, got {value!r}"
+        )
+    return int(value)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="hunkwise-lsp",
@@ -31,6 +39,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tcp", type=_address, metavar="HOST:PORT", help="listen on a TCP port instead"
     )
     parser.add_argument("--log-file", metavar="PATH", help="write the server log to PATH")
+    parser.add_argument(
+        "--max-message-bytes",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="refuse a message whose Content-Length is over N bytes and close the "
+        "connection (default: 16 MiB)",
+    )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more (-vv: every message)"
     )
@@ -59,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     from server.server import create_server
 
     server = create_server()
+    if args.max_message_bytes is not None:
+        server.max_message_bytes = args.max_message_bytes
     try:
         if args.tcp:
             server.start_tcp(*args.tcp)

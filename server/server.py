@@ -164,6 +164,8 @@ class HunkwiseServer(LanguageServer):
         self.unscored: str | None = None
         self._announced: set[str] = set()
         self._loading: asyncio.Future | None = None
+        #: The largest message body a client may send (``hunkwise-lsp --max-message-bytes``).
+        self.max_message_bytes = frames.MAX_CONTENT_LENGTH
 
     # -- the connection ----------------------------------------------------------------
 
@@ -175,7 +177,11 @@ class HunkwiseServer(LanguageServer):
         try:
             self.framing_error = asyncio.run(
                 frames.serve_frames(
-                    self._stop_event, source, self.protocol, self.report_server_error
+                    self._stop_event,
+                    source,
+                    self.protocol,
+                    self.report_server_error,
+                    self.max_message_bytes,
                 )
             )
         except BrokenPipeError:
@@ -192,7 +198,7 @@ class HunkwiseServer(LanguageServer):
         async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.protocol.set_writer(writer)  # type: ignore[arg-type]
             self.framing_error = await frames.serve_frames(
-                stop_event, reader, self.protocol, self.report_server_error
+                stop_event, reader, self.protocol, self.report_server_error, self.max_message_bytes
             )
             self.shutdown()
 

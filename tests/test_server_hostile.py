@@ -168,6 +168,33 @@ def test_broken_framing_ends_the_server_with_its_reason(
     assert "Traceback" not in log and "MemoryError" not in log, log
 
 
+def test_the_message_size_limit_is_a_server_option(tmp_path: Path) -> None:
+    client = RawClient(
+        (*SERVER, "--max-message-bytes", "2048"), _env(tmp_path), stderr=subprocess.PIPE
+    )
+    try:
+        client.initialize(tmp_path)
+        body = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": "small",
+                "method": "workspace/executeCommand",
+                "params": {"command": "hunkwise.status", "arguments": []},
+            }
+        ).encode()
+        client.send_raw(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert client.response("small")["result"]["state"] == "no-bundle"
+        client.send_raw(b"Content-Length: 4096\r\n\r\n" + b" " * 4096)
+        client.process.wait(30)
+    finally:
+        if client.process.poll() is None:
+            client.process.kill()
+    log = client.process.stderr.read().decode()
+    assert "Content-Length 4096 is over the server's limit of 2048 bytes" in log, log
+    bad = subprocess.run([*SERVER, "--max-message-bytes", "10"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "at least 1024" in bad.stderr
+
+
 def test_a_second_initialize_is_refused_and_the_model_host_starts_once(tmp_path: Path) -> None:
     bundle = write_stand_in_bundle(tmp_path / "bundle")
     client = RawClient(STAND_IN_SERVER, _env(tmp_path))
