@@ -165,3 +165,25 @@ def test_a_dismissed_finding_stays_dismissed_until_shown(
     assert len(json.loads(_review(repo, *args).stdout)["findings"]) == len(before)
     bad = CliRunner().invoke(main, ["dismiss", "not-a-hunk", "--repo", str(repo.path)])
     assert bad.exit_code == 2 and "hunkwise: error:" in bad.output
+
+
+def test_diff_base_sets_what_uncommitted_changes_are_compared_with(configured) -> None:
+    repo, bundle = configured
+    config = repo.path / "hunkwise.toml"
+    repo.write("app.py", "x = 3\n")
+    repo.git("add", "app.py")
+    repo.write("app.py", "x = 4\n")
+    args = ["--bundle", str(bundle), "--threshold", "0", "--format", "json"]
+    try:
+        added = {}
+        for base in ("HEAD", "INDEX", "HEAD~1"):
+            config.write_text(f'diffBase = "{base}"\n')
+            result = CliRunner().invoke(main, ["review", "--repo", str(repo.path), *args])
+            [finding] = [f for f in json.loads(result.stdout)["findings"] if f["path"] == "app.py"]
+            added[base] = [line for line in finding["hunk_text"].splitlines() if line[:1] in "+-"]
+        assert added["HEAD"] == ["-x = 2", "+x = 4"]
+        assert added["INDEX"] == ["-x = 3", "+x = 4"]
+        assert added["HEAD~1"] == ["-x = 1", "+x = 4"]
+    finally:
+        config.unlink()
+        repo.git("checkout", "HEAD", "--", "app.py")

@@ -496,7 +496,9 @@ def review(
             raise click.UsageError("a patch is reviewed on its own: no REV, --staged or --base")
         selection = hunks_from_patch(patch.read(), root)
     else:
-        selection = hunks_for(root, spec, staged=staged, base=base)
+        selection = hunks_for(
+            root, spec, staged=staged, base=base, worktree_base=config.get("diffBase", "HEAD")
+        )
         note = range_note(root, spec)
         if note:
             click.echo(f"hunkwise: note: {note}", err=True)

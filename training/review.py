@@ -364,7 +364,11 @@ def finding_lines(hunk: Hunk) -> tuple[int, int]:
 
 
 def hunks_for(
-    repo: Path, spec: str | None = None, staged: bool = False, base: str | None = None
+    repo: Path,
+    spec: str | None = None,
+    staged: bool = False,
+    base: str | None = None,
+    worktree_base: str = "HEAD",
 ) -> Reviewable:
     """The hunks to review in ``repo``, and what the filters skipped (:func:`reviewable`).
 
@@ -379,8 +383,9 @@ def hunks_for(
     ``base`` reviews the checked-out branch: HEAD's committed changes since it forked from
     ``base`` (``base...HEAD``, as ``git diff origin/main...HEAD``; uncommitted changes are
     not included). ``staged`` reviews the index against HEAD; none of these reviews the
-    working tree's uncommitted changes to tracked files against HEAD. Reads the
-    repository, never writes to it.
+    working tree's uncommitted changes to tracked files against ``worktree_base`` (the
+    ``diffBase`` setting: HEAD, ``INDEX`` or ``:`` for the staged version, or a revision).
+    Reads the repository, never writes to it.
     """
     from training.mining.gitlog import DIFF_OPTIONS, parse_git_diff
 
@@ -401,8 +406,15 @@ def hunks_for(
     elif base is not None:
         left, right = _branch_since(git_repo, base)
         command, new_side = ["diff-tree", "-r", left, right], right
+    elif spec is None and worktree_base.upper() in ("INDEX", ":"):
+        command, new_side = ["diff-files"], None
     elif spec is None:
-        command, new_side = ["diff-index", _head_or_empty(git_repo)], None
+        against = (
+            _head_or_empty(git_repo)
+            if worktree_base == "HEAD"
+            else _resolve(git_repo, worktree_base)
+        )
+        command, new_side = ["diff-index", against], None
     elif ".." in spec:
         left, right = _range(git_repo, spec)
         command, new_side = ["diff-tree", "-r", left, right], right
