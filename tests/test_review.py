@@ -538,9 +538,7 @@ def test_the_review_command_does_not_score_lockfiles_or_vendored_code(
     result = CliRunner().invoke(main, [*args, "--threshold", "0", "--no-comments"])
     assert result.exit_code == 1, result.output
     assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["app.py"]
-    assert "1 hunk reviewed, 1 flagged; skipped: 1 vendored, 1 lockfile" in (
-        result.stderr
-    )
+    assert "1 hunk reviewed, 1 flagged; skipped: 1 vendored, 1 lockfile" in (result.stderr)
 
 
 def test_the_threshold_defaults_to_the_bundles(engine: Engine, history, tmp_path: Path) -> None:

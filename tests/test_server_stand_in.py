@@ -250,6 +250,8 @@ async def test_pull_clients_get_result_ids_unchanged_reports_and_refreshes(tmp_p
     options = {"bundle": str(bundle), "debounceMs": 10}
     capabilities = vscode_capabilities(pull=True)
     async with session(repo.path, options, STAND_IN_SERVER, capabilities, _env(tmp_path)) as client:
+        # Once the bundle is loaded: a pull during loading is answered empty and refreshed.
+        await _state(client, "ready")
         open_document(client, uri, APP)
         replace(client, uri, 2, APP, 0, 0, "print(1)\n")
 
