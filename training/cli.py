@@ -134,6 +134,17 @@ class _Device(click.ParamType):
 DEVICE = _Device()
 
 
+#: ``--repo``: the repository a command works on (review, dismiss, status).
+REPO_OPTION = click.option(
+    "--repo",
+    "repo",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The git repository (or a directory inside it).",
+)
+
+
 def _count(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -330,14 +341,7 @@ def import_(fmt: str, files: tuple[Path, ...], out: Path, json_output: bool) -> 
     default=None,
     help="Review a unified diff read from this file (`-`: stdin), e.g. from `gh pr diff`.",
 )
-@click.option(
-    "--repo",
-    "repo",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The git repository (or a directory inside it).",
-)
+@REPO_OPTION
 @click.option(
     "--bundle",
     type=click.Path(file_okay=False, path_type=Path),
@@ -855,14 +859,7 @@ def train_from_repo(
 
 @main.command("dismiss", short_help="Dismiss a finding for good (or bring it back).")
 @click.argument("hunk_ids", metavar="HUNK_ID...", nargs=-1, required=True)
-@click.option(
-    "--repo",
-    "repo",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The git repository (or a directory inside it).",
-)
+@REPO_OPTION
 @click.option("--reason", default=None, help="Why, kept with the dismissal.")
 @click.option("--undismiss", is_flag=True, help="Bring dismissed findings back.")
 @user_errors
@@ -929,14 +926,7 @@ def bundles(json_output: bool) -> None:
 
 
 @main.command("status", short_help="Say what a review here would use, and why.")
-@click.option(
-    "--repo",
-    "repo",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The git repository (or a directory inside it).",
-)
+@REPO_OPTION
 @click.option("--bundle", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--device", default=None, help="The device a review would ask for.")
 @click.option("--json", "json_output", is_flag=True, help="Print the status as JSON on stdout.")

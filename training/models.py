@@ -239,13 +239,7 @@ def check_base(name: str) -> None:
             "a local model directory or a hub id"
         )
     if is_local_path(name):
-        path = Path(name).expanduser()
-        if not path.is_dir():
-            raise HunkwiseError(
-                f"base model {name!r}: no such directory; give `tiny`, a local model "
-                "directory (with config.json and *.safetensors) or a hub id such as "
-                "Qwen/Qwen2.5-Coder-1.5B-Instruct"
-            )
+        path = _model_directory(name)
         if not (path / "config.json").is_file():
             raise HunkwiseError(
                 f"base model {name!r}: {path} has no config.json; give a transformers model "
@@ -290,6 +284,18 @@ def _check_on_hub(name: str, timeout: float = 10.0) -> None:
         ) from None
 
 
+def _model_directory(name: str) -> Path:
+    """The directory a local ``--base`` names; a HunkwiseError when there is none."""
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise HunkwiseError(
+            f"base model {name!r}: no such directory; give `tiny`, a local model directory "
+            "(with config.json and *.safetensors) or a hub id such as "
+            "Qwen/Qwen2.5-Coder-1.5B-Instruct"
+        )
+    return path
+
+
 def _in_hub_cache(name: str) -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -331,14 +337,7 @@ def load_base(
                 "retrain it with `hunkwise train-from-repo`"
             )
     elif is_local_path(name_or_path):
-        path = Path(name_or_path).expanduser()
-        if not path.is_dir():
-            raise HunkwiseError(
-                f"base model {name_or_path!r}: no such directory; give a local model "
-                "directory (with config.json and *.safetensors) or a hub id such as "
-                "Qwen/Qwen2.5-Coder-1.5B-Instruct"
-            )
-        source = str(path)
+        source = str(_model_directory(name_or_path))
     else:
         source = name_or_path
 
