@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from training import __version__
-from training.errors import HunkwiseError
+from training.errors import HunkwiseError, first_line
 
 if TYPE_CHECKING:
     from training.finetune import TrainOptions
@@ -97,24 +97,19 @@ def user_errors(command):
         except Exception as error:
             if type(error).__name__ == "OutOfMemoryError":  # torch's, on any device
                 _fail(
-                    f"out of memory on the device ({_first_line(error)}); try a smaller "
+                    f"out of memory on the device ({first_line(error)}); try a smaller "
                     "--batch-size or --max-length, or --device cpu",
                     3,
                     error,
                 )
             _fail(
-                f"internal error: {type(error).__name__}: {_first_line(error)}. This is a "
+                f"internal error: {type(error).__name__}: {first_line(error)}. This is a "
                 f"bug in hunkwise: rerun with `hunkwise --debug ...` and report the traceback",
                 3,
                 error,
             )
 
     return wrapper
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class _Device(click.ParamType):

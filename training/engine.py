@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from training.bundle import BundleError, base_mismatch, check_compatible, read_manifest
 from training.calibration import DEFAULT_THRESHOLD, Calibration, sigmoid
 from training.data import encode_prompt, left_pad, real_positions
-from training.errors import HunkwiseError
+from training.errors import HunkwiseError, first_line
 from training.evidence import Evidence, EvidenceIndex, load_evidence
 from training.hunks import Hunk
 from training.rnp import label_token_ids
@@ -154,7 +154,7 @@ class Engine:
             except SafetensorError as error:
                 raise BundleError(
                     f"the bundle at {bundle}: the weights of {loading} are damaged "
-                    f"({_first_line(error)}); retrain it with `hunkwise train-from-repo`"
+                    f"({first_line(error)}); retrain it with `hunkwise train-from-repo`"
                 ) from error
             except RuntimeError as error:
                 # Weights that do not fit the base: trained on another one, whatever the
@@ -414,8 +414,3 @@ def _max_prompt_tokens(manifest: Manifest, model, max_new_tokens: int) -> int:
     if isinstance(context, int) and context > max_new_tokens:
         return min(context - max_new_tokens, 4 * _FALLBACK_MAX_PROMPT_TOKENS)
     return _FALLBACK_MAX_PROMPT_TOKENS
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -16,3 +16,10 @@ class RuntimeFailure(HunkwiseError):
     failure, a full disk): one line, and exit status 3."""
 
     exit_code = 3
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's message cut to its first line (its type's name when it has none): what
+    a one-line error message quotes of a library's failure."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

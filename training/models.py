@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.bundle import BUNDLE_BASE
-from training.errors import HunkwiseError
+from training.errors import HunkwiseError, first_line
 from training.tasks import DEFAULT_INSTRUCTIONS, LABEL_WORDS, cr_input, render_example
 
 if TYPE_CHECKING:
@@ -275,10 +275,9 @@ def _check_on_hub(name: str, timeout: float = 10.0) -> None:
             "check the id, or pass a local directory with --base"
         ) from None
     except Exception as error:  # any network failure means the same here
-        detail = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else ""
         raise HunkwiseError(
             f"base model {name!r} is not in the local cache and the Hugging Face hub cannot be "
-            f"reached ({detail or type(error).__name__}); connect, or download it where there "
+            f"reached ({first_line(error).rstrip('.')}); connect, or download it where there "
             "is network (`hf download ...`), or set HF_HUB_OFFLINE=1 and pass a local "
             "directory with --base"
         ) from None
@@ -362,8 +361,7 @@ def load_base(
 
 
 def _load_error(name: str, source: str, error: Exception) -> HunkwiseError:
-    text = str(error).strip()
-    detail = text.splitlines()[0].rstrip(".") if text else type(error).__name__
+    detail = first_line(error).rstrip(".")
     if Path(source).is_dir():
         return HunkwiseError(
             f"cannot load base model from {source}: {detail}. hunkwise loads only "
