@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from training.errors import GenerationStopped
 from training.hunks import Hunk
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,25 @@ class ReviewEngine(Protocol):
 
     def score(self, hunks: Sequence[Hunk]) -> list[float]: ...
 
-    def comment(self, hunks: Sequence[Hunk]) -> list[str]: ...
+    # The generating tasks ask ``should_stop()`` between tokens and raise
+    # training.errors.GenerationStopped once it says true.
+    def comment(
+        self, hunks: Sequence[Hunk], should_stop: Callable[[], bool] | None = None
+    ) -> list[str]: ...
 
-    def refine(self, codes: Sequence[str], comments: Sequence[str]) -> list[str]: ...
+    def refine(
+        self,
+        codes: Sequence[str],
+        comments: Sequence[str],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[str]: ...
 
-    def edit(self, codes: Sequence[str], instructions: Sequence[str]) -> list[str]: ...
+    def edit(
+        self,
+        codes: Sequence[str],
+        instructions: Sequence[str],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[str]: ...
 
 
 EngineLoader = Callable[[Path, str, int], ReviewEngine]
@@ -91,6 +106,8 @@ class _Job:
     run: Callable[[], Any] | None = field(compare=False)
     future: asyncio.Future | None = field(compare=False)
     is_stale: Callable[[], bool] = field(compare=False, default=lambda: False)
+    #: more urgent work stops it between tokens; it is queued again (if still wanted)
+    interruptible: bool = field(compare=False, default=False)
 
 
 @dataclass(frozen=True)
@@ -144,7 +161,10 @@ class ModelHost:
 
     Everything public is called from the event loop; jobs run on the worker thread, in
     priority order, and a job whose result nobody wants any more (its future cancelled,
-    or ``is_stale()``) is skipped when its turn comes.
+    or ``is_stale()``) is skipped when its turn comes. A running job that generates asks
+    :meth:`should_stop` between tokens: it stops once nobody wants its result, and an
+    interruptible one (review comments) also when a more urgent job is queued; it is then
+    queued again behind that job.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, loader: EngineLoader) -> None:
@@ -155,6 +175,10 @@ class ModelHost:
         self._thread = threading.Thread(target=self._work, name="hunkwise-model", daemon=True)
         self._load_serial = 0
         self._stopping = False
+        #: the job the worker runs, and whether it was asked to stop for a more urgent one
+        self._running: _Job | None = None
+        self._interrupt = threading.Event()
+        self._running_lock = threading.Lock()
         # Written by the worker thread only; plain reads elsewhere.
         self.engine: ReviewEngine | None = None
         self.state = ModelState.NO_BUNDLE
@@ -163,6 +187,8 @@ class ModelHost:
         self.message = ""
         self.device = ""
         self.jobs_run = 0
+        #: generations stopped for more urgent work and queued again
+        self.jobs_interrupted = 0
         #: a job is running
         self.busy = False
 
@@ -180,9 +206,11 @@ class ModelHost:
         run: Callable[[ReviewEngine], Any],
         priority: Priority,
         is_stale: Callable[[], bool] = lambda: False,
+        interruptible: bool = False,
     ) -> asyncio.Future:
         """Queue ``run(engine)``; the future gets its result, its exception (NoModel when
-        there is no engine), or is cancelled when the job was skipped as stale."""
+        there is no engine), or is cancelled when the job was skipped as stale. ``run``
+        passes :meth:`should_stop` to the engine's generating calls."""
         future = self._loop.create_future()
 
         def with_engine() -> Any:
@@ -191,7 +219,7 @@ class ModelHost:
                 raise NoModel(self.message or "no bundle is loaded")
             return run(engine)
 
-        self._put(_Job(priority, next(self._seq), with_engine, future, is_stale))
+        self._put(_Job(priority, next(self._seq), with_engine, future, is_stale, interruptible))
         return future
 
     def _put(self, job: _Job) -> None:
@@ -199,7 +227,28 @@ class ModelHost:
             if job.future is not None:
                 job.future.cancel()
             return
-        self._queue.put(job)
+        with self._running_lock:
+            self._queue.put(job)
+            self._interrupt_for(job)
+
+    def _interrupt_for(self, job: _Job) -> None:
+        """Ask the running job to stop if it is interruptible and ``job`` comes first
+        (called with ``_running_lock`` held)."""
+        running = self._running
+        if running is not None and running.interruptible and job.priority < running.priority:
+            self._interrupt.set()
+
+    def should_stop(self) -> bool:
+        """For the running job (worker thread only): true once its result is not wanted
+        (its future cancelled, or it went stale), or it was interrupted."""
+        job = self._running
+        if job is None:
+            return False
+        return (
+            self._interrupt.is_set()
+            or (job.future is not None and job.future.cancelled())
+            or job.is_stale()
+        )
 
     def load(self, bundle: Path, device: str, max_new_tokens: int) -> asyncio.Future:
         """Load ``bundle`` (replacing the current engine) ahead of every queued job; the
@@ -257,9 +306,18 @@ class ModelHost:
             if future is not None and (future.cancelled() or job.is_stale()):
                 self._deliver(future, None, None, cancel=True)
                 continue
+            with self._running_lock:
+                self._running = job
+                self._interrupt.clear()
+                with self._queue.mutex:  # queued before the job was taken: it comes first
+                    head = self._queue.queue[0] if self._queue.queue else None
+                if head is not None:
+                    self._interrupt_for(head)
             self.busy = True
             try:
                 result = job.run()
+            except GenerationStopped:
+                self._stopped(job)
             except Exception as error:
                 if not isinstance(error, NoModel):
                     log.warning("model job failed: %s", describe_error(error), exc_info=True)
@@ -269,7 +327,21 @@ class ModelHost:
                 self.jobs_run += 1
                 self._deliver(future, result, None)
             finally:
+                with self._running_lock:
+                    self._running = None
                 self.busy = False
+
+    def _stopped(self, job: _Job) -> None:
+        """A generation stopped between tokens: run it again later if it was only
+        interrupted and is still wanted, else drop it."""
+        future = job.future
+        wanted = not (self._stopping or (future is not None and future.cancelled()))
+        if wanted and self._interrupt.is_set() and not job.is_stale():
+            self.jobs_interrupted += 1
+            log.debug("generation interrupted by a more urgent job; queued again")
+            self._queue.put(job)  # its place: same priority and sequence number
+        else:
+            self._deliver(future, None, None, cancel=True)
 
     def _deliver(
         self,
@@ -299,6 +371,7 @@ class ModelHost:
         """Skip every queued job, let the running one finish (up to ``timeout``), end the
         thread and drop the engine."""
         self._stopping = True
+        self._interrupt.set()  # a running generation stops at its next token
         while True:
             try:
                 job = self._queue.get_nowait()

@@ -33,7 +33,7 @@ from training.review import (
     FileChange,
     Reviewable,
     Skip,
-    finding_message,
+    finding_text,
     is_flagged,
     path_skip,
     reviewable,
@@ -125,6 +125,8 @@ class DocumentState:
     unreviewed: str | None = None
     #: event-loop time of the last didChange (comments wait for a pause after it)
     changed_at: float = float("-inf")
+    #: changed since its latest review: the comments that review wanted are not wanted now
+    edited: bool = False
     #: set once the RNP result for the latest generation is published (or skipped)
     settled: asyncio.Event = field(default_factory=asyncio.Event)
     #: set once its comments are in too
@@ -175,6 +177,9 @@ class Reviewer:
         if state is not None:
             state.changed_at = asyncio.get_running_loop().time()
             self.schedule(state, self.ls.settings.debounce_ms / 1000)
+            if not state.edited:  # a generation only this version wanted stops now
+                state.edited = True
+                self._update_wanted_comments()
 
     def saved(self, uri: str) -> None:
         state = self._docs.get(uri)
@@ -288,8 +293,8 @@ class Reviewer:
         self._set_review(state, review)
         state.settled.set()
         if settings.comments:
-            # Generation cannot be interrupted: while the user is typing, keep the model
-            # free for the next version's scores and start comments once they pause.
+            # A change stops a generation between tokens, and what it generated is lost:
+            # while the user is typing, start comments only once they pause.
             quiet = COMMENT_QUIET_SECONDS - (asyncio.get_running_loop().time() - state.changed_at)
             if quiet > 0:
                 await asyncio.sleep(quiet)
@@ -442,9 +447,15 @@ class Reviewer:
 
         evidence = self.evidence
 
+        host = self.ls.host
+
         def run(engine: Any) -> dict[str, tuple[str, tuple[Evidence, ...]]]:
             # No comments learnt: "", and the message is the evidence's or the probability's.
-            texts = engine.comment(hunks) if engine.has_task(RCG) else [""] * len(hunks)
+            texts = (
+                engine.comment(hunks, should_stop=host.should_stop)
+                if engine.has_task(RCG)
+                else [""] * len(hunks)
+            )
             found = engine.evidence(hunks)
             key = (self.ls.host.bundle_key, suffix[1])
             out = {}
@@ -454,8 +465,13 @@ class Reviewer:
                 evidence.put((hunk.id, *key), out[hunk.id][1])
             return out
 
-        future = self.ls.host.submit(
-            run, Priority.COMMENT, lambda: not (ids & self._wanted_comments)
+        # Interruptible: the next version's scores, a refinement or an edit stop it between
+        # tokens (it runs again after them if its hunks are still wanted).
+        future = host.submit(
+            run,
+            Priority.COMMENT,
+            lambda: not (ids & self._wanted_comments),
+            interruptible=True,
         )
         keys = [(hunk.id, *suffix) for hunk in hunks]
         for key in keys:
@@ -484,7 +500,7 @@ class Reviewer:
         comment = item.comment if settings.comments else None
         return types.Diagnostic(
             range=item.range,
-            message=finding_message(item.probability, comment, item.evidence),
+            message=finding_text(item.probability, comment, item.evidence),
             severity=settings.diagnostic_severity,
             code=RULE_ID,
             source=TOOL_NAME,
@@ -500,6 +516,7 @@ class Reviewer:
         self, state: DocumentState, review: Review | None, unreviewed: str | None = None
     ) -> None:
         state.review, state.unreviewed = review, unreviewed
+        state.edited = False
         self._publish(state)
         self._update_wanted_comments()
 
@@ -547,7 +564,7 @@ class Reviewer:
         wanted: set[str] = set()
         if self.ls.settings.comments:
             for state in self._docs.values():
-                if state.review is not None:
+                if state.review is not None and not state.edited:
                     wanted.update(
                         item.hunk.id
                         for item in state.review.hunks
@@ -710,18 +727,23 @@ class Reviewer:
 
     async def _refine(self, review: Review, item: ReviewedHunk) -> types.WorkspaceEdit:
         comment = item.comment or self.comments.peek((item.hunk.id, *self._comment_key_suffix()))
+        host = self.ls.host
         if not comment:
             hunk = item.hunk
             comment = (
-                await self.ls.host.submit(lambda engine: engine.comment([hunk])[0], Priority.EDIT)
+                await host.submit(
+                    lambda engine: engine.comment([hunk], should_stop=host.should_stop)[0],
+                    Priority.EDIT,
+                )
             ).strip()
         first, count, code = review.lines.hunk_code(item.hunk)
         if count == 0:
             raise HunkwiseError("nothing to refine: the hunk only deletes lines")
         # The buffer's own text, not the review's model-safe copy: make it safe too.
         code, comment = model_safe(code), model_safe(comment)
-        refined = await self.ls.host.submit(
-            lambda engine: engine.refine([code], [comment])[0], Priority.EDIT
+        refined = await host.submit(
+            lambda engine: engine.refine([code], [comment], should_stop=host.should_stop)[0],
+            Priority.EDIT,
         )
         edit = review.lines.replace_lines(first, count, refined)
         return self.ls.workspace_edit(review.uri, review.version, [edit])
@@ -738,8 +760,10 @@ class Reviewer:
         ``version``, read once by the caller) following ``instruction``."""
         first, count, code = lines.selected_lines(selection)
         code, instruction = model_safe(code), model_safe(instruction)
-        output = await self.ls.host.submit(
-            lambda engine: engine.edit([code], [instruction])[0], Priority.EDIT
+        host = self.ls.host  # a cancelled request stops the generation between tokens
+        output = await host.submit(
+            lambda engine: engine.edit([code], [instruction], should_stop=host.should_stop)[0],
+            Priority.EDIT,
         )
         if self.ls.workspace.get_text_document(uri).version != version:
             raise HunkwiseError("the document changed while the edit was computed; try again")

@@ -31,7 +31,7 @@ from server.text import LineMap, model_safe
 from server.workspace import Repositories, disk_path
 from training import __version__
 from training.config import read_repo_config, repo_layer
-from training.errors import HunkwiseError
+from training.errors import HunkwiseError, first_line
 from training.review import (
     RULE_ID,
     TOOL_NAME,
@@ -447,6 +447,8 @@ class HunkwiseServer(LanguageServer):
             "device": host.device if info is not None else None,
             "queue": host.queue_length,
             "busy": host.busy,
+            "jobsRun": host.jobs_run,
+            "generationsInterrupted": host.jobs_interrupted,
             "cacheHits": self.reviewer.scores.hits + self.reviewer.comments.hits,
             "cacheMisses": self.reviewer.scores.misses + self.reviewer.comments.misses,
             "documents": self.reviewer.document_count,
@@ -733,6 +735,10 @@ async def _apply(ls: HunkwiseServer, edit: types.WorkspaceEdit, label: str) -> d
         reason = f"the editor did not answer workspace/applyEdit within {waited}"
         ls.show(f"hunkwise: {reason}")
         return {"applied": False, "reason": reason}
+    except Exception as error:  # an error answer (Eglot: "Edits on x require version 2 ...")
+        reason = f"the editor did not apply the edit: {first_line(error)}"
+        ls.show(f"hunkwise: {reason}")
+        return {"applied": False, "reason": reason}
     answer: dict[str, Any] = {"applied": bool(result.applied)}
     if result.failure_reason:
         answer["reason"] = result.failure_reason
@@ -941,7 +947,8 @@ async def train_from_repo(ls: HunkwiseServer, *args: Any) -> dict[str, Any]:
     token.watch(progress)
 
     def relay(line: str) -> None:
-        progress.report(line[:200], training_job.progress_of(line))
+        said = training_job.read_progress(line)
+        progress.report(said.message, said.percentage)
 
     command = training_job.train_arguments(ls.train_command, root, bundle, base, tasks)
     ls.log(f"hunkwise: running {' '.join(command)}")

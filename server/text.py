@@ -108,14 +108,20 @@ class LineMap:
         return bisect_right(self._git_starts, max(0, offset))
 
     def hunk_range(self, hunk: Hunk) -> Range:
-        """The lines ``hunkwise review`` reports for the hunk (``finding_lines``): its
-        added lines, or, for a pure deletion, an empty range at the start of the line
-        at the deletion point."""
+        """Where ``hunkwise review`` points for the hunk (``finding_lines`` and
+        ``finding_column``): its added lines, from the first one's first non-blank
+        character to the end of the last one's text; for a pure deletion, an empty range
+        at the start of the line at the deletion point."""
         first, last = finding_lines(hunk)
-        start = self.position(self.line_start(first))
+        begin = self.line_start(first)
         if not hunk.added:
+            start = self.position(begin)
             return Range(start, start)
-        return Range(start, self.position(self.line_content_end(last)))
+        end = self.line_content_end(first)
+        code = self.text[begin:end]
+        if code.strip():
+            begin += len(code) - len(code.lstrip())
+        return Range(self.position(begin), self.position(self.line_content_end(last)))
 
     def hunk_code(self, hunk: Hunk) -> tuple[int, int, str]:
         """(first line, line count, code) of the hunk's new side in this buffer."""

@@ -1,5 +1,5 @@
-"""``hunkwise.trainFromRepo``: run ``hunkwise train-from-repo`` on the workspace's repository
-as a child process, relay its output as progress, and stop it (its whole process group) on
+"""``hunkwise.trainFromRepo``: run ``hunkwise train-from-repo --progress json`` on the
+workspace's repository as a child process, relay its JSON progress lines as progress, and stop it (its whole process group) on
 cancellation. The trainer writes bundles atomically, so a stopped run leaves the previous
 bundle, if any, in place; the server itself writes nothing."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -21,9 +22,6 @@ TRAIN_COMMAND: tuple[str, ...] = (sys.executable, "-c", "from training.cli impor
 #: After SIGINT (which lets Python clean up), then SIGTERM, before SIGKILL.
 STOP_GRACE_SECONDS = (5.0, 3.0)
 
-_FRACTION = re.compile(r"\b(\d+)\s*/\s*(\d+)\b")
-_PERCENT = re.compile(r"\b(\d{1,3})(?:\.\d+)?\s*%")
-
 
 @dataclass(frozen=True)
 class TrainingOutcome:
@@ -35,21 +33,70 @@ class TrainingOutcome:
 def train_arguments(
     command: Sequence[str], repo: Path, bundle: Path, base: str, tasks: Sequence[str]
 ) -> list[str]:
-    args = [*command, "train-from-repo", str(repo), "--base", base, "--out", str(bundle)]
+    args = [
+        *command,
+        "train-from-repo",
+        str(repo),
+        "--base",
+        base,
+        "--out",
+        str(bundle),
+        "--progress",
+        "json",
+    ]
     if tasks:
         args += ["--tasks", ",".join(tasks)]
     return args
 
 
-def progress_of(line: str) -> int | None:
-    """A percentage read from a progress line ("42%" or "21/50"), if it has one."""
-    match = _PERCENT.search(line)
-    if match:
-        return min(int(match.group(1)), 100)
-    match = _FRACTION.search(line)
-    if match and int(match.group(2)) > 0:
-        return min(100 * int(match.group(1)) // int(match.group(2)), 100)
-    return None
+@dataclass(frozen=True)
+class ProgressLine:
+    """What one line of the trainer's output says: a message and, for its JSON progress
+    events (``training.progress.JsonProgress``), the whole job's percentage."""
+
+    message: str
+    percentage: int | None = None
+    #: the event said the run is done (its result is in ``event``)
+    done: bool = False
+    event: dict | None = None
+
+
+def read_progress(line: str) -> ProgressLine:
+    """A trainer output line as progress: a JSON event ("rnp: 21/50 steps, loss 0.412,
+    12 s left" at its percent), or any other line as a message."""
+    try:
+        event = json.loads(line) if line.startswith("{") else None
+    except ValueError:
+        event = None
+    if not isinstance(event, dict) or "stage" not in event:
+        return ProgressLine(line[:200])
+    percent = event.get("percent")
+    percentage = min(max(int(percent), 0), 100) if isinstance(percent, int | float) else None
+    stage = str(event["stage"])[:80]
+    if stage == "done":
+        return ProgressLine("finishing", percentage, done=True, event=event)
+    parts = [stage]
+    step, total = event.get("step"), event.get("total")
+    if isinstance(step, int) and isinstance(total, int) and total > 0:
+        parts.append(f"{step}/{total}")
+    loss = event.get("loss")
+    if isinstance(loss, int | float):
+        parts.append(f"loss {loss:.3g}")
+    eta = event.get("eta")
+    if isinstance(eta, int | float) and eta > 0:
+        parts.append(f"{_duration(eta)} left")
+    return ProgressLine(", ".join(parts), percentage, event=event)
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 async def run_training(

@@ -26,7 +26,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from training.bundle import BundleError, bundle_writer  # noqa: E402
+from training.errors import GenerationStopped  # noqa: E402
 from training.evidence import Evidence  # noqa: E402
+from training.progress import (  # noqa: E402
+    JsonProgress,
+    expect_bars,
+    json_progress,
+    progress_bar,
+    progress_phase,
+)
 from training.tasks import ADAPTER_TASKS  # noqa: E402
 
 COMMENT = "Remove the debug print."
@@ -63,8 +71,17 @@ class StandInEngine:
     def has_task(self, task: str) -> bool:
         return task in self.tasks
 
-    def _work(self, texts: list[str]) -> None:
-        time.sleep(self.delay)
+    def _work(self, texts: list[str], should_stop=None) -> None:
+        """Sleep ``delay`` seconds; a generating call (with ``should_stop``) sleeps in
+        "tokens" of 10 ms and stops between them as the real engine does."""
+        if should_stop is None:
+            time.sleep(self.delay)
+        else:
+            deadline = time.monotonic() + self.delay
+            while time.monotonic() < deadline:
+                if should_stop():
+                    raise GenerationStopped()
+                time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
         if any("OOM!" in text for text in texts):
             raise MemoryError("stand-in engine: CUDA out of memory")
 
@@ -72,19 +89,19 @@ class StandInEngine:
         self._work([hunk.text for hunk in hunks])
         return [0.9 if any("print(" in line for _, line in hunk.added) else 0.1 for hunk in hunks]
 
-    def comment(self, hunks) -> list[str]:
-        self._work([hunk.text for hunk in hunks])
+    def comment(self, hunks, should_stop=None) -> list[str]:
+        self._work([hunk.text for hunk in hunks], should_stop)
         return [COMMENT for _ in hunks]
 
     def evidence(self, hunks) -> list[list[Evidence]]:
         return [[PAST_FIX] if "print(" in hunk.text else [] for hunk in hunks]
 
-    def refine(self, codes, comments) -> list[str]:
-        self._work(list(codes))
+    def refine(self, codes, comments, should_stop=None) -> list[str]:
+        self._work(list(codes), should_stop)
         return ["\n".join(x for x in code.split("\n") if "print(" not in x) for code in codes]
 
-    def edit(self, codes, instructions) -> list[str]:
-        self._work(list(codes))
+    def edit(self, codes, instructions, should_stop=None) -> list[str]:
+        self._work(list(codes), should_stop)
         return [code.upper() for code in codes]
 
 
@@ -129,16 +146,25 @@ def train_child(args: list[str]) -> int:
     if control.get("pid_file"):
         Path(control["pid_file"]).write_text(str(os.getpid()))
     assert args[0] == "train-from-repo", args
+    assert args[args.index("--progress") + 1] == "json", args
     out = Path(args[args.index("--out") + 1])
     steps, seconds = int(control.get("steps", 3)), float(control.get("seconds", 0.05))
-    print(f"mining {args[1]}", flush=True)
-    with bundle_writer(out) as temp:
-        for step in range(1, steps + 1):
-            (temp / f"step-{step}").write_text("partial")
-            print(f"training step {step}/{steps}", flush=True)
-            time.sleep(seconds)
+    # The real trainer's JSON progress lines (training.progress), messages on stderr.
+    sink = JsonProgress(sys.stdout, [("mine", 1.0), ("train", 9.0)], interval=0.0)
+    print(f"mining {args[1]}", file=sys.stderr, flush=True)
+    with json_progress(sink), bundle_writer(out) as temp:
+        with progress_phase("mine"), progress_bar(None, "Mining history", 2) as advance:
+            advance(2)
+        with progress_phase("train"):
+            expect_bars(1)
+            with progress_bar(None, "rnp", steps) as advance:
+                for step in range(1, steps + 1):
+                    (temp / f"step-{step}").write_text("partial")
+                    advance(1, loss=1.0 / step)
+                    time.sleep(seconds)
         write_stand_in_bundle(temp)
-    print(f"bundle written to {out}", flush=True)
+    print(f"bundle written to {out}", file=sys.stderr, flush=True)
+    sink.finish(bundle=str(out))
     return 0
 
 

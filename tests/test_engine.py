@@ -15,7 +15,7 @@ from tests.model_sizes import SMALL_MODEL
 from training.bundle import BundleError
 from training.data import encode_prompt
 from training.engine import Engine, GenerationRequest
-from training.errors import HunkwiseError
+from training.errors import GenerationStopped, HunkwiseError
 from training.hunks import Hunk
 from training.models import build_tiny_model, build_tiny_tokenizer
 from training.rnp import label_token_ids
@@ -192,6 +192,34 @@ def test_generation_batched_equals_one_at_a_time(engine: Engine) -> None:
         engine.batch_size = 4
     assert batched == alone
     assert any(batched)
+
+
+def test_generation_stops_between_tokens_when_asked(engine: Engine) -> None:
+    """``should_stop`` is asked after every token: a generation stops at the token it says
+    true (GenerationStopped, no partial text); one that never says true changes nothing."""
+    plain = engine.comment(HUNKS[:2])
+    asked: list[int] = []
+
+    def never() -> bool:
+        asked.append(1)
+        return False
+
+    assert engine.comment(HUNKS[:2], should_stop=never) == plain
+    assert len(asked) > 3  # once per token (and per batch), not once per call
+    calls = 0
+
+    def third_call() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls >= 3
+
+    with pytest.raises(GenerationStopped):
+        engine.comment(HUNKS[:2], should_stop=third_call)
+    assert calls <= 4  # it stopped at once, not after max_new_tokens more tokens
+    with pytest.raises(GenerationStopped):
+        engine.edit(["x = 1"], ["Add a docstring."], should_stop=lambda: True)
+    # The engine is still usable afterwards.
+    assert engine.comment(HUNKS[:2]) == plain
 
 
 def test_mixed_adapter_batches_equal_single_task_ones(engine: Engine) -> None:

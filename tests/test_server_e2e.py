@@ -7,7 +7,10 @@ bundle; a third, a bundle without an rnp adapter."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,6 +41,11 @@ OTHER = "".join(f"line {n}\n" for n in range(1, 16))
 LIB = "".join(f"item_{n} = {n}\n" for n in range(1, 13))
 TAIL = "".join(f"row {n}\n" for n in range(1, 16))
 LOCK = '[[package]]\nname = "x"\nversion = "1"\n'
+#: A file for the CLI-parity test: indented functions, so columns matter.
+PARITY = "".join(
+    f"class Part{n}:\n    def run(self, value):\n        total = value * {n}\n        return total\n\n"
+    for n in range(1, 9)
+)
 PENDING = "This change may need review (p="
 
 
@@ -60,6 +68,7 @@ def repo(tmp_path_factory) -> GitRepo:
         other_dot_py=OTHER,
         lib_dot_py=LIB,
         tail_dot_py=TAIL,
+        parity_dot_py=PARITY,
         poetry_dot_lock=LOCK,
         vendor__x_dot_py=LIB,
         blob_dot_dat=b"\x00\x01binary\x00" * 10,
@@ -95,8 +104,10 @@ def _expected_range(hunk: Hunk, text: str) -> types.Range:
     lines = text.split("\n")
     if hunk.added:
         first, last = hunk.added[0][0], hunk.added[-1][0]
+        code = lines[first - 1]
+        indent = len(code) - len(code.lstrip()) if code.strip() else 0  # the CLI's column
         return types.Range(
-            types.Position(first - 1, 0), types.Position(last - 1, len(lines[last - 1]))
+            types.Position(first - 1, indent), types.Position(last - 1, len(lines[last - 1]))
         )
     raise AssertionError("not an adding hunk")
 
@@ -228,6 +239,73 @@ async def test_edit_with_instruction_sends_workspace_apply_edit(client, repo: Gi
     (change,) = request.edit.document_changes
     assert change.text_document.version == 3
     assert change.edits[0].range == types.Range(types.Position(0, 0), types.Position(2, 0))
+
+
+async def test_diagnostics_say_and_point_where_hunkwise_review_does(
+    client, repo: GitRepo, lsp_bundle: Path
+) -> None:
+    """The same hunks through ``hunkwise review`` (text and JSON) and the server: each
+    diagnostic starts at the line:col the CLI prints, ends where the CLI's end_line
+    ends, and its code and message are the CLI's, comments included."""
+    text = PARITY.replace(
+        "        total = value * 2\n", "        print('debug', value)\n        total = value * 2\n"
+    )
+    text = text.replace("        return total\n\nclass Part5", "\nclass Part5")  # a deletion
+    text = text.replace(
+        "    def run(self, value):\n        total = value * 7",
+        "    def run(self, value, scale=1):\n        total = value * 7 * scale",
+    )
+    path = repo.path / "parity.py"
+    path.write_text(text)
+    try:
+        uri = _uri(repo, "parity.py")
+        open_document(client, uri, text)
+        await published(client, uri, 1)
+        await _comments_done(client)
+        diagnostics = [p for p in client.published if p.uri == uri][-1].diagnostics
+        cli = [
+            sys.executable, "-c", "from training.cli import main; main()", "review",
+            "--repo", str(repo.path), "--bundle", str(lsp_bundle), "--threshold", "0",
+            "--max-new-tokens", "6", "--device", "cpu", "--exit-zero", "-q",
+        ]  # fmt: skip
+        env = {**repo.env, "HF_HUB_OFFLINE": "1"}
+        printed = subprocess.run(cli, cwd=repo.path, env=env, capture_output=True, text=True)
+        as_json = subprocess.run(
+            [*cli, "--json"], cwd=repo.path, env=env, capture_output=True, text=True
+        )
+        assert printed.returncode == 0 and as_json.returncode == 0, printed.stderr
+        findings = [f for f in json.loads(as_json.stdout)["findings"] if f["path"] == "parity.py"]
+        lines = [line for line in printed.stdout.splitlines() if line.startswith("parity.py:")]
+        assert len(findings) == len(lines) == len(diagnostics) == 3
+        for diagnostic, finding, line in zip(diagnostics, findings, lines, strict=True):
+            start, end = diagnostic.range.start, diagnostic.range.end
+            where = f"parity.py:{start.line + 1}:{start.character + 1}"
+            assert line == f"{where}: warning: {diagnostic.message} [{diagnostic.code}]"
+            assert (start.line + 1, end.line + 1) == (finding["start_line"], finding["end_line"])
+            assert diagnostic.data["hunk"] == finding["hunk_id"]
+        deletion = diagnostics[1]
+        assert deletion.range.start == deletion.range.end and deletion.range.start.character == 0
+        assert diagnostics[0].range.start.character == 8  # the print's indentation
+        assert diagnostics[0].range.end.character == len("        print('debug', value)")
+    finally:
+        path.write_text(PARITY)
+        client.text_document_did_close(
+            types.DidCloseTextDocumentParams(
+                types.TextDocumentIdentifier(uri=_uri(repo, "parity.py"))
+            )
+        )
+
+
+async def _comments_done(client, timeout: float = 120.0) -> None:
+    """Wait until the model is idle twice in a row after the comments' quiet period."""
+    await asyncio.sleep(0.7)
+    deadline = asyncio.get_running_loop().time() + timeout
+    idle = 0
+    while idle < 2:
+        answer = await status(client)
+        idle = idle + 1 if not answer["busy"] and answer["queue"] == 0 else 0
+        assert asyncio.get_running_loop().time() < deadline, "comments never finished"
+        await asyncio.sleep(0.2)
 
 
 async def test_a_pure_deletion_is_flagged_where_the_lines_were(client, repo: GitRepo) -> None:

@@ -577,17 +577,17 @@ class StrictTokenizer:
         self._tokenize(hunk.text for hunk in hunks)
         return self._engine.score(hunks)
 
-    def comment(self, hunks):
+    def comment(self, hunks, should_stop=None):
         self._tokenize(hunk.text for hunk in hunks)
-        return self._engine.comment(hunks)
+        return self._engine.comment(hunks, should_stop)
 
-    def refine(self, codes, comments):
+    def refine(self, codes, comments, should_stop=None):
         self._tokenize([*codes, *comments])
-        return self._engine.refine(codes, comments)
+        return self._engine.refine(codes, comments, should_stop)
 
-    def edit(self, codes, instructions):
+    def edit(self, codes, instructions, should_stop=None):
         self._tokenize([*codes, *instructions])
-        return self._engine.edit(codes, instructions)
+        return self._engine.edit(codes, instructions, should_stop)
 
 
 def serve_with_strict_tokenizer() -> None:
@@ -827,3 +827,48 @@ def test_an_edit_the_client_never_answers_times_out_and_a_late_answer_is_ignored
     assert f"ignoring a response to {asked['id']!r}: the server no longer waits for it" in log, log
     assert "Traceback" not in log and "internal error" not in log, log
     assert len([m for m in client.seen if m.get("id") == "edit"]) == 1
+
+
+def test_an_edit_the_editor_refuses_with_an_error_answer_is_reported_not_raised(
+    tmp_path: Path,
+) -> None:
+    """Eglot answers applyEdit with an error when the document moved on ("Edits on x
+    require version 2, you have 3"): the command says so, without an internal error."""
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("Add", app_dot_py="a = 1\n")
+    bundle = write_stand_in_bundle(tmp_path / "bundle")
+    app = (repo.path / "app.py").as_uri()
+    whole = {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}}
+    refusal = "Edits on `app.py' require version 2, you have 3"
+
+    def refuse(message: dict[str, Any]) -> dict[str, Any] | None:
+        if message["method"] != "workspace/applyEdit":
+            return {"jsonrpc": "2.0", "id": message["id"], "result": None}
+        error = {"code": -32001, "message": refusal}
+        return {"jsonrpc": "2.0", "id": message["id"], "error": error}
+
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log_file:
+        client = RawClient(STAND_IN_SERVER, _env(tmp_path), stderr=log_file, replies=refuse)
+        try:
+            client.initialize(repo.path, {"bundle": str(bundle), "debounceMs": 0})
+            for attempt in range(500):
+                client.request(f"s{attempt}", "workspace/executeCommand", {"command": "hunkwise.status"})  # fmt: skip
+                if client.response(f"s{attempt}")["result"]["state"] == "ready":
+                    break
+                time.sleep(0.02)
+            argument = {"uri": app, "range": whole, "instruction": "Shout."}
+            client.request(
+                "edit",
+                "workspace/executeCommand",
+                {"command": "hunkwise.editWithInstruction", "arguments": [argument]},
+            )
+            answer = client.response("edit")
+        finally:
+            client.close()
+    reason = f"the editor did not apply the edit: {refusal}"
+    assert answer.get("result") == {"applied": False, "reason": reason}, answer
+    shown = [m["params"]["message"] for m in client.seen if m.get("method") == "window/showMessage"]
+    assert shown == [f"hunkwise: {reason}"]
+    log = log_path.read_text()
+    assert "Traceback" not in log and "internal error" not in log, log

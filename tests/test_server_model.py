@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,6 +13,7 @@ import pytest
 
 from server.model import ModelHost, ModelState, NoModel, Priority
 from training.bundle import BundleError
+from training.errors import GenerationStopped
 
 
 class StandInEngine:
@@ -94,5 +96,78 @@ def test_a_failing_job_leaves_the_worker_running(tmp_path: Path) -> None:
         with pytest.raises(MemoryError):
             await host.submit(out_of_memory, Priority.SCORE)
         assert await host.submit(lambda engine: engine.batch_size, Priority.SCORE) == 4
+
+    _run(test)
+
+
+def _generating(host: ModelHost, log: list[str], name: str, tokens: int = 200):
+    """A job that "generates" ``tokens`` tokens of 5 ms, asking ``should_stop`` between
+    them as the engine's stopping criterion does."""
+
+    def run(engine) -> str:
+        log.append(f"{name} started")
+        for _ in range(tokens):
+            if host.should_stop():
+                log.append(f"{name} stopped")
+                raise GenerationStopped()
+            time.sleep(0.005)
+        log.append(f"{name} done")
+        return name
+
+    return run
+
+
+def test_an_urgent_job_interrupts_a_generation_which_then_runs_again(tmp_path: Path) -> None:
+    async def test(host: ModelHost) -> None:
+        await host.load(tmp_path, "cpu", 8)
+        log: list[str] = []
+        comment = host.submit(
+            _generating(host, log, "comment"), Priority.COMMENT, interruptible=True
+        )
+        while "comment started" not in log:
+            await asyncio.sleep(0.005)
+        started = time.perf_counter()
+        score = await host.submit(lambda engine: log.append("score") or 0.5, Priority.SCORE)
+        waited = time.perf_counter() - started
+        assert score == 0.5
+        assert waited < 0.5  # not the generation's whole second
+        assert await comment == "comment"
+        assert log == ["comment started", "comment stopped", "score", "comment started",
+                       "comment done"]  # fmt: skip
+        assert host.jobs_interrupted == 1
+
+    _run(test)
+
+
+def test_a_generation_stops_when_unwanted_and_edits_are_not_interrupted(tmp_path: Path) -> None:
+    async def test(host: ModelHost) -> None:
+        await host.load(tmp_path, "cpu", 8)
+        log: list[str] = []
+        wanted = True
+        stale = host.submit(
+            _generating(host, log, "stale"), Priority.COMMENT, lambda: not wanted, True
+        )
+        while "stale started" not in log:
+            await asyncio.sleep(0.005)
+        wanted = False  # its document changed: nobody wants this comment now
+        with pytest.raises(asyncio.CancelledError):
+            await stale
+        assert log == ["stale started", "stale stopped"]
+        # A cancelled request stops its edit between tokens, and the worker goes on.
+        edit = host.submit(_generating(host, log, "edit"), Priority.EDIT)
+        while "edit started" not in log:
+            await asyncio.sleep(0.005)
+        edit.cancel()
+        assert await host.submit(lambda engine: "next", Priority.SCORE) == "next"
+        assert log[-2:] == ["edit started", "edit stopped"]
+        # An edit is never interrupted by other work (even a load-free score job).
+        edit = host.submit(_generating(host, log, "edit2", tokens=40), Priority.EDIT)
+        while "edit2 started" not in log:
+            await asyncio.sleep(0.005)
+        score = host.submit(lambda engine: log.append("score2"), Priority.SCORE)
+        assert await edit == "edit2"
+        await score
+        assert log[-3:] == ["edit2 started", "edit2 done", "score2"]
+        assert host.jobs_interrupted == 0
 
     _run(test)

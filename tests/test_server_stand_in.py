@@ -30,6 +30,9 @@ from tests.lsp_session import (
 )
 from tests.lsp_stand_in_engine import COMMENT, write_stand_in_bundle
 
+#: A commented finding's diagnostic, as `hunkwise review` prints it (comment, then p).
+COMMENTED = f"{COMMENT} (p=0.90)"
+
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 APP = "".join(f"value_{n} = {n}\n" for n in range(1, 21))
@@ -95,7 +98,9 @@ async def test_an_edit_is_flagged_then_commented(client, workspace) -> None:
     assert (diagnostic.source, diagnostic.code) == ("hunkwise", "review-needed")
     assert diagnostic.severity == types.DiagnosticSeverity.Information
     assert diagnostic.data["p"] == 0.9
-    commented = await published(client, uri, 2, check=lambda p: p.diagnostics[0].message == COMMENT)
+    commented = await published(
+        client, uri, 2, check=lambda p: p.diagnostics[0].message == COMMENTED
+    )
     assert commented.diagnostics[0].data == diagnostic.data
     assert COMMENT in (await _hover(client, uri, 4)).contents.value
     # A hunk without a print scores 0.1: under the threshold, no diagnostic for it.
@@ -268,7 +273,7 @@ async def test_pull_clients_get_result_ids_unchanged_reports_and_refreshes(tmp_p
         await wait_until(lambda: client.diagnostic_refresh_count > 0, "a refresh request")
         second = await pull(first.result_id)
         if second.kind == "full":  # the comment arrived after the first answer
-            assert second.items[0].message == COMMENT and second.result_id != first.result_id
+            assert second.items[0].message == COMMENTED and second.result_id != first.result_id
         third = await pull(second.result_id)
         assert third.kind == "unchanged" and third.result_id == second.result_id
         assert not [p for p in client.published if p.uri == uri]  # nothing pushed
@@ -327,7 +332,7 @@ async def test_the_hover_cites_the_evidence_newest_first(tmp_path: Path) -> None
         await _state(client, "ready")
         open_document(client, uri, APP)
         replace(client, uri, 2, APP, 0, 0, "print(1)\n")
-        await published(client, uri, 2, check=lambda p: p.diagnostics[0].message == COMMENT)
+        await published(client, uri, 2, check=lambda p: p.diagnostics[0].message == COMMENTED)
         hover = (await _hover(client, uri, 0)).contents.value
         assert "Changes like this one were fixed later (newest first):\n\n- a change" in hover
         assert (
@@ -398,8 +403,25 @@ async def test_training_runs_reloads_and_cancels_cleanly(tmp_path: Path) -> None
         bundle = Path(result["bundle"])
         assert bundle.parent == tmp_path / "cache" / "hunkwise"
         manifest = (bundle / "manifest.json").read_bytes()
-        reports = [r for rs in client.progress_reports.values() for r in rs]
-        assert any(r.message == "training step 4/4" and r.percentage == 100 for r in reports)
+        # The trainer's JSON progress as messages and a percentage that only rises.
+        (reports,) = [
+            [r for r in rs if isinstance(r, types.WorkDoneProgressReport)]
+            for rs in client.progress_reports.values()
+            if any((getattr(r, "message", "") or "").startswith("rnp, ") for r in rs)
+        ]
+        assert any((r.message or "").startswith("mining ") for r in reports)  # a stderr line
+        steps = [r for r in reports if (r.message or "").startswith("rnp, ")]
+        assert [r.message.split(",")[1].strip() for r in steps] == [
+            "0/4",
+            "1/4",
+            "2/4",
+            "3/4",
+            "4/4",
+        ]
+        assert "loss 0.25" in steps[-1].message
+        percentages = [r.percentage for r in reports if r.percentage is not None]
+        assert percentages == sorted(percentages) and percentages[-1] == 100
+        assert steps[0].percentage == 10 and steps[-1].percentage == 100
         assert (await status(client))["bundle"] == str(bundle)
 
         # Two more runs, stopped midway: by the progress's cancel button, then by
@@ -421,7 +443,7 @@ async def test_training_runs_reloads_and_cancels_cleanly(tmp_path: Path) -> None
 
             def training_token(since=since):
                 for token, values in client.progress_reports.items():
-                    if token not in since and any("step" in (v.message or "") for v in values):
+                    if token not in since and any("rnp, " in (v.message or "") for v in values):
                         return token
                 return None
 

@@ -8,7 +8,7 @@ from pygls.workspace.position_codec import PositionCodec
 
 from server.text import LineMap
 from training.hunks import diff_texts
-from training.review import finding_lines
+from training.review import Finding, finding_column, finding_lines
 
 UTF16 = PositionCodec(PositionEncodingKind.Utf16)
 UTF8 = PositionCodec(PositionEncodingKind.Utf8)
@@ -24,6 +24,21 @@ def test_added_lines_in_utf16_and_utf8_columns() -> None:
     (hunk,) = diff_texts(old, new, "x.py")
     assert LineMap(new, UTF16).hunk_range(hunk) == _range((1, 0), (1, 9))
     assert LineMap(new, UTF8).hunk_range(hunk) == _range((1, 0), (1, 12))
+
+
+def test_a_range_starts_where_hunkwise_review_points() -> None:
+    """From the first added line's first non-blank character (the CLI's line:col) to the
+    end of the last added line's text; a blank first line starts at its column 0."""
+    old = "def f():\n    return 1\n"
+    new = "def f():\n    x = 2\n\tif x:\n        return x\n    return 1\n"
+    (hunk,) = diff_texts(old, new, "x.py")
+    assert LineMap(new, UTF16).hunk_range(hunk) == _range((1, 4), (3, 16))
+    finding = Finding("x.py", 2, 4, 0.9, None, hunk.id, hunk.text)
+    assert finding_column(finding) == 5  # 1-based: the LSP range's character 4
+    (hunk,) = diff_texts(old, "def f():\n\n  y = 1\n    return 1\n", "x.py")
+    assert LineMap("def f():\n\n  y = 1\n    return 1\n", UTF16).hunk_range(hunk) == _range(
+        (1, 0), (2, 7)
+    )
 
 
 def test_crlf_and_a_lone_cr() -> None:

@@ -3,6 +3,7 @@ imported inside the commands that need them, so ``--help`` and ``mine`` start fa
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -782,6 +783,15 @@ def _print_report(console, report) -> None:
     is_flag=True,
     help="Print the bundle path, mining stats and metrics as JSON on stdout.",
 )
+@click.option(
+    "--progress",
+    "progress_format",
+    type=click.Choice(["bar", "json"]),
+    default="bar",
+    show_default=True,
+    help="json: one JSON object per line on stdout (stage, step, total, loss, eta, "
+    "percent), the last one the result; messages go to stderr. For editors and scripts.",
+)
 @user_errors
 def train_from_repo(
     repo: Path,
@@ -794,6 +804,7 @@ def train_from_repo(
     stopwords: Path | None,
     options: TrainOptions,
     json_output: bool,
+    progress_format: str,
 ) -> None:
     """Mine REPO's history, train a bundle on it, and evaluate it (default: current directory).
 
@@ -804,16 +815,22 @@ def train_from_repo(
     Examples:
       hunkwise train-from-repo . --base tiny            # CPU, minutes
       hunkwise train-from-repo ~/src/app --base Qwen/Qwen2.5-Coder-1.5B-Instruct
+      hunkwise train-from-repo . --base tiny --progress json   # for a program to read
     """
     from training.bundle import default_bundle_dir, ensure_replaceable
     from training.evaluate import evaluate_bundle, load_stopwords, write_bundle_report
     from training.finetune import train_bundle
     from training.mining.miner import MineOptions, mine_repository
     from training.models import check_base
-    from training.progress import summary_table
+    from training.progress import JsonProgress, json_progress, progress_phase, summary_table
     from training.review import repo_root
 
-    console = _console(json_output)
+    if json_output and progress_format == "json":
+        raise click.UsageError(
+            "--json and --progress json both print on stdout: use one "
+            "(the last line of --progress json is the result)"
+        )
+    console = _console(json_output or progress_format == "json")
     root = repo_root(repo)
     out = (out or default_bundle_dir(root)).expanduser().absolute()
     data = out.parent / f".{out.name}.data"
@@ -821,20 +838,39 @@ def train_from_repo(
     check_base(base)
     ensure_replaceable(out)
     words = load_stopwords(stopwords) if stopwords else None
-    stats = mine_repository(
-        root,
-        data,
-        MineOptions(rev=rev, max_commits=max_commits, horizon_commits=horizon_commits),
-        console=console,
-    )
-    console.print(summary_table(stats, title=f"mined {stats['repo']}: {stats['commits']} commits"))
-    bundle = train_bundle(data, base, out, options, console=console)
-    if os.environ.get("RANK", "0") != "0":
-        return
-    report = evaluate_bundle(
-        bundle, data, device=options.device, limit=eval_limit, stopwords=words, console=console
-    )
-    write_bundle_report(bundle, report)
+    events = contextlib.nullcontext(None)
+    if progress_format == "json" and os.environ.get("RANK", "0") == "0":
+        sink = JsonProgress(sys.stdout, [("mine", 1.0), ("train", 7.0), ("evaluate", 2.0)])
+        events = json_progress(sink)
+    with events as sink:
+        with progress_phase("mine"):
+            stats = mine_repository(
+                root,
+                data,
+                MineOptions(rev=rev, max_commits=max_commits, horizon_commits=horizon_commits),
+                console=console,
+            )
+        console.print(
+            summary_table(stats, title=f"mined {stats['repo']}: {stats['commits']} commits")
+        )
+        with progress_phase("train"):
+            bundle = train_bundle(data, base, out, options, console=console)
+        if os.environ.get("RANK", "0") != "0":
+            return
+        with progress_phase("evaluate"):
+            report = evaluate_bundle(
+                bundle,
+                data,
+                device=options.device,
+                limit=eval_limit,
+                stopwords=words,
+                console=console,
+            )
+        write_bundle_report(bundle, report)
+        if sink is not None:  # the report on stderr, the result as the last JSON line
+            console.print(f"bundle ready: {bundle}  (report: {bundle / 'report.md'})")
+            sink.finish(bundle=str(bundle), data=str(data), metrics=report.metrics())
+            return
     if json_output:
         click.echo(
             json.dumps(

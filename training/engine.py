@@ -8,7 +8,7 @@ import contextlib
 import re
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from training.bundle import BundleError, base_mismatch, check_compatible, read_manifest
 from training.calibration import DEFAULT_THRESHOLD, Calibration, sigmoid
 from training.data import encode_prompt, left_pad, real_positions
-from training.errors import HunkwiseError, first_line
+from training.errors import GenerationStopped, HunkwiseError, first_line
 from training.evidence import Evidence, EvidenceIndex, load_evidence
 from training.hunks import Hunk
 from training.rnp import label_token_ids
@@ -281,15 +281,23 @@ class Engine:
                     logits[index] = value
         return logits
 
-    def comment(self, hunks: Sequence[Hunk | str]) -> list[str]:
+    def comment(
+        self, hunks: Sequence[Hunk | str], should_stop: Callable[[], bool] | None = None
+    ) -> list[str]:
         """A review comment for each hunk (the rcg adapter)."""
         instruction = DEFAULT_INSTRUCTIONS[RCG]
         texts = self.generate(
-            [GenerationRequest(RCG, instruction, _hunk_text(hunk)) for hunk in hunks]
+            [GenerationRequest(RCG, instruction, _hunk_text(hunk)) for hunk in hunks],
+            should_stop,
         )
         return [text.strip() for text in texts]
 
-    def refine(self, codes: Sequence[str], comments: Sequence[str]) -> list[str]:
+    def refine(
+        self,
+        codes: Sequence[str],
+        comments: Sequence[str],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[str]:
         """Each code refined according to its review comment (the cr adapter)."""
         _same_length(codes, comments, "codes", "comments")
         instruction = DEFAULT_INSTRUCTIONS[CR]
@@ -297,22 +305,36 @@ class Engine:
             [
                 GenerationRequest(CR, instruction, cr_input(comment, code))
                 for code, comment in zip(codes, comments, strict=True)
-            ]
+            ],
+            should_stop,
         )
 
-    def edit(self, codes: Sequence[str], instructions: Sequence[str]) -> list[str]:
+    def edit(
+        self,
+        codes: Sequence[str],
+        instructions: Sequence[str],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[str]:
         """Each code edited according to its instruction (the edit adapter)."""
         _same_length(codes, instructions, "codes", "instructions")
         return self.generate(
             [
                 GenerationRequest(EDIT, instruction, code)
                 for code, instruction in zip(codes, instructions, strict=True)
-            ]
+            ],
+            should_stop,
         )
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[str]:
         """Greedy completions for requests of any generating tasks, batched; a batch that
-        mixes tasks runs each row through its own adapter in one pass."""
+        mixes tasks runs each row through its own adapter in one pass.
+
+        ``should_stop`` is asked after every generated token: once it says true, generation
+        stops and :class:`GenerationStopped` is raised (no partial texts are returned)."""
         if not requests:
             return []
         for task in dict.fromkeys(request.task for request in requests):
@@ -329,8 +351,11 @@ class Engine:
             pad_token_id=self._pad_id,
         )
         outputs: list[str] = [""] * len(prompts)
+        stopping = _stopping_criteria(should_stop)
         with self._lock, torch.inference_mode():
             for batch in self._batches(prompts):
+                if should_stop is not None and should_stop():
+                    raise GenerationStopped()
                 tasks = [requests[i].task for i in batch]
                 input_ids, attention_mask = self._left_pad([prompts[i] for i in batch])
                 extra = {}
@@ -342,8 +367,11 @@ class Engine:
                     input_ids=input_ids,
                     attention_mask=attention_mask,
                     generation_config=config,
+                    stopping_criteria=stopping,
                     **extra,
                 )
+                if should_stop is not None and should_stop():
+                    raise GenerationStopped()
                 new_tokens = generated[:, input_ids.shape[1] :].tolist()
                 for index, tokens in zip(batch, new_tokens, strict=True):
                     outputs[index] = self._decode(tokens)
@@ -375,6 +403,26 @@ class Engine:
         # A model can emit any byte; editors' JSON parsers reject NUL and other control
         # characters, so only newline and tab survive (and CR before a newline).
         return _CONTROL.sub("", text)
+
+
+def _stopping_criteria(should_stop: Callable[[], bool] | None):
+    """A transformers stopping criterion that ends every row once ``should_stop()`` says
+    true (checked between tokens), or None without one."""
+    if should_stop is None:
+        return None
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _StopFlag(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full(
+                (input_ids.shape[0],),
+                bool(should_stop()),
+                dtype=torch.bool,
+                device=input_ids.device,
+            )
+
+    return StoppingCriteriaList([_StopFlag()])
 
 
 def _hunk_text(hunk: Hunk | str) -> str:

@@ -18,6 +18,12 @@ class RuntimeFailure(HunkwiseError):
     exit_code = 3
 
 
+class GenerationStopped(Exception):
+    """A generation stopped between tokens because its caller no longer wants it (its
+    document changed, its request was cancelled, or more urgent work is waiting). Not a
+    user's problem: the server drops the job or runs it again later."""
+
+
 def first_line(error: BaseException) -> str:
     """An exception's message cut to its first line (its type's name when it has none): what
     a one-line error message quotes of a library's failure."""

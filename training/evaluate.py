@@ -844,11 +844,12 @@ def evaluate_bundle(
     from training.engine import Engine, GenerationRequest
     from training.evidence import evidence_usefulness
     from training.mining.dataset import read_split
-    from training.progress import progress_bar
+    from training.progress import expect_bars, progress_bar
 
     engine = Engine.load(Path(bundle), device=device)
     manifest = read_manifest(Path(bundle))
     on_cpu = engine.info.device == "cpu"
+    expect_bars(sum(engine.has_task(task) for task in ("rnp", "rcg", "cr", "edit")))
 
     def cap(task: str) -> int | None:
         if limit is not None:

@@ -251,23 +251,29 @@ def _progress_callback(console: Console | None, description: str):
     from training.progress import progress_bar
 
     class RichProgress(TrainerCallback):
-        """A rich bar over optimizer steps (replaces the Trainer's tqdm and log printing)."""
+        """A rich bar over optimizer steps (replaces the Trainer's tqdm and log printing),
+        and JSON progress lines with the latest loss under ``--progress json``."""
 
         def __init__(self) -> None:
             self.stack = ExitStack()
-            self.advance: Callable[[int], None] | None = None
+            self.advance: Callable[..., None] | None = None
             self.done = 0
+            self.loss: float | None = None
 
         def on_train_begin(self, args, state, control, **kwargs):
-            if state.is_world_process_zero and console is not None:
+            if state.is_world_process_zero:
                 self.advance = self.stack.enter_context(
                     progress_bar(console, description, state.max_steps)
                 )
                 self.done = 0
 
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and isinstance(logs.get("loss"), int | float):
+                self.loss = float(logs["loss"])
+
         def on_step_end(self, args, state, control, **kwargs):
             if self.advance is not None and state.global_step > self.done:
-                self.advance(state.global_step - self.done)
+                self.advance(state.global_step - self.done, loss=self.loss)
                 self.done = state.global_step
 
         def on_train_end(self, args, state, control, **kwargs):
@@ -875,6 +881,10 @@ def _run_stages(
     console: Console | None,
     callbacks: Sequence[TrainerCallback],
 ) -> list[StageResult]:
+    from training.progress import expect_bars
+
+    # One bar per stage, and the rnp calibration's after them.
+    expect_bars((base == TINY) + (options.stage1_data is not None) + len(tasks) + (RNP in tasks))
     results: list[StageResult] = []
     if base == TINY:
         results.append(_stage0(work, train, valid, options, dist, console, callbacks))

@@ -229,6 +229,14 @@ def finding_message(
     return f"This change may need review (p={format_probability(probability)})"
 
 
+def finding_text(probability: float, comment: str | None, evidence: Sequence[Evidence] = ()) -> str:
+    """The one line a finding says where a person reads it, the same in ``hunkwise
+    review``'s text output and in the editor's diagnostic: :func:`finding_message` on one
+    line, and a review comment followed by its probability."""
+    message = _one_line(finding_message(probability, comment, evidence))
+    return f"{message} (p={format_probability(probability)})" if comment else message
+
+
 def scoring_problem(bundle: Path, manifest: Manifest) -> str | None:
     """None when the bundle can score hunks (it has an rnp adapter); else
     :func:`unscorable_message`."""
@@ -279,6 +287,11 @@ class Finding:
     @property
     def message(self) -> str:
         return finding_message(self.probability, self.comment, self.evidence)
+
+    @property
+    def text(self) -> str:
+        """What the text output and the editor's diagnostic say (:func:`finding_text`)."""
+        return finding_text(self.probability, self.comment, self.evidence)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -753,10 +766,8 @@ def render_text(
     as indented lines under it."""
     lines = []
     for finding in findings:
-        message = _one_line(finding.message)
-        suffix = f" (p={format_probability(finding.probability)})" if finding.comment else ""
         where = f"{display_path(finding.path, root, cwd)}:{finding.start_line}:{finding_column(finding)}"
-        lines.append(f"{where}: warning: {message}{suffix} [{RULE_ID}]")
+        lines.append(f"{where}: warning: {finding.text} [{RULE_ID}]")
         lines.extend(f"    {_one_line(evidence.summary)}" for evidence in finding.evidence)
     return "".join(line + "\n" for line in lines)
 
