@@ -29,6 +29,11 @@ Eglot runs one server per buffer: a mode listed here gets hunkwise
 instead of its usual language server."
   :type '(repeat symbol))
 
+(defcustom hunkwise-request-timeout 300
+  "Seconds to wait for a hunkwise command (an edit or a review of the workspace).
+A real base model on a CPU can take longer than jsonrpc's default 10 s."
+  :type 'number)
+
 (defcustom hunkwise-settings '()
   "The server's settings, by the server's own names, as a plist.
 Keys: :bundle :device :threshold :diffBase :debounceMs :maxNewTokens
@@ -52,10 +57,16 @@ Unset keys get the server's defaults; use :json-false for false."
       (user-error "hunkwise: no Eglot server here; M-x eglot in a file of a git repository")))
 
 (defun hunkwise--execute (command &optional argument)
-  "Run the server's COMMAND with ARGUMENT (a plist) and return its answer."
-  (jsonrpc-request (hunkwise--server) :workspace/executeCommand
-                   (list :command command
-                         :arguments (if argument (vector argument) []))))
+  "Run the server's COMMAND with ARGUMENT (a plist) and return its answer.
+Changes not yet sent (Eglot sends them when Emacs is idle) go first:
+the server must see the text the command's range refers to, and the
+version of its edit must be the buffer's, or Eglot refuses the edit."
+  (let ((server (hunkwise--server)))
+    (when eglot--managed-mode (eglot--signal-textDocument/didChange))
+    (jsonrpc-request server :workspace/executeCommand
+                     (list :command command
+                           :arguments (if argument (vector argument) []))
+                     :timeout hunkwise-request-timeout)))
 
 (defun hunkwise--lines-range (beg end)
   "The LSP range of the whole lines from BEG to END, line breaks included."
