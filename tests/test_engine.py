@@ -195,8 +195,9 @@ def test_generation_batched_equals_one_at_a_time(engine: Engine) -> None:
 
 
 def test_generation_stops_between_tokens_when_asked(engine: Engine) -> None:
-    """``should_stop`` is asked after every token: a generation stops at the token it says
-    true (GenerationStopped, no partial text); one that never says true changes nothing."""
+    """``should_stop`` is asked before every decoder layer and after every token: a
+    generation stops at the first check that says true, even inside the prompt's prefill
+    (GenerationStopped, no partial text); one that never says true changes nothing."""
     plain = engine.comment(HUNKS[:2])
     asked: list[int] = []
 
@@ -215,7 +216,7 @@ def test_generation_stops_between_tokens_when_asked(engine: Engine) -> None:
 
     with pytest.raises(GenerationStopped):
         engine.comment(HUNKS[:2], should_stop=third_call)
-    assert calls <= 4  # it stopped at once, not after max_new_tokens more tokens
+    assert calls == 3  # it stopped at once: inside the first forward pass
     with pytest.raises(GenerationStopped):
         engine.edit(["x = 1"], ["Add a docstring."], should_stop=lambda: True)
     # The engine is still usable afterwards.

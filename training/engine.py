@@ -333,8 +333,9 @@ class Engine:
         """Greedy completions for requests of any generating tasks, batched; a batch that
         mixes tasks runs each row through its own adapter in one pass.
 
-        ``should_stop`` is asked after every generated token: once it says true, generation
-        stops and :class:`GenerationStopped` is raised (no partial texts are returned)."""
+        ``should_stop`` is asked before every decoder layer and after every generated token:
+        once it says true, generation stops and :class:`GenerationStopped` is raised (no
+        partial texts are returned)."""
         if not requests:
             return []
         for task in dict.fromkeys(request.task for request in requests):
@@ -352,7 +353,7 @@ class Engine:
         )
         outputs: list[str] = [""] * len(prompts)
         stopping = _stopping_criteria(should_stop)
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.inference_mode(), _stop_between_layers(self._model, should_stop):
             for batch in self._batches(prompts):
                 if should_stop is not None and should_stop():
                     raise GenerationStopped()
@@ -403,6 +404,33 @@ class Engine:
         # A model can emit any byte; editors' JSON parsers reject NUL and other control
         # characters, so only newline and tab survive (and CR before a newline).
         return _CONTROL.sub("", text)
+
+
+@contextlib.contextmanager
+def _stop_between_layers(model, should_stop: Callable[[], bool] | None) -> Iterator[None]:
+    """Also ask ``should_stop`` before each decoder layer (the children of the model's
+    ``ModuleList``s), so that a long forward pass, the prompt's prefill above all, stops
+    within a layer's time rather than a whole step's: GenerationStopped out of generate."""
+    if should_stop is None:
+        yield
+        return
+    import torch
+
+    def check(module, args) -> None:
+        if should_stop():
+            raise GenerationStopped()
+
+    handles = [
+        layer.register_forward_pre_hook(check)
+        for module in model.modules()
+        if isinstance(module, torch.nn.ModuleList)
+        for layer in module
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _stopping_criteria(should_stop: Callable[[], bool] | None):
