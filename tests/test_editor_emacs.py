@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.editor_support import missing_editor
-from tests.gitrepo import GitRepo
+from tests.editor_support import as_the_cli_says, cli_findings, missing_editor
+from tests.gitrepo import GitRepo, git_env
 from tests.test_editor_neovim import (
     BASE_TEXT,
     CHANGE,
@@ -156,6 +156,13 @@ def test_emacs_eglot_reviews_refines_and_edits(tmp_path: Path, editor_bundle: Pa
     assert diagnostic["line"] in changed and diagnostic["flymake_line"] in changed
     assert diagnostic["message"]
     assert diagnostic["flymake_text"] == (f"hunkwise [review-needed]: {diagnostic['message']}")
+    # Where and what `hunkwise review` prints for the same change.
+    repo = tmp_path / "repo"
+    (repo / "totals.py").write_text(result["edited_text"], encoding="utf-8")
+    (finding,) = cli_findings(repo, editor_bundle, git_env(repo.parent / f".home-{repo.name}"))
+    line, column, texts = as_the_cli_says(finding)
+    assert (diagnostic["line"], diagnostic["character"]) == (line, column)
+    assert diagnostic["message"] in texts
 
     # M-x hunkwise-refine offered the finding's two quick fixes, the refinement first.
     menu = result["menu"]

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.gitrepo import GitRepo
+from tests.editor_support import as_the_cli_says, cli_findings
+from tests.gitrepo import GitRepo, git_env
 
 ROOT = Path(__file__).resolve().parents[1]
 NVIM_PLUGIN = ROOT / "editors" / "neovim"
@@ -208,7 +209,15 @@ def test_neovim_reviews_refines_and_edits(tmp_path: Path, editor_bundle: Path):
     assert diagnostic["code"] == "review-needed"
     assert diagnostic["severity"] == 3  # Information, the default
     assert CHANGE["start"] <= diagnostic["lnum"] < CHANGE["start"] + len(CHANGE["lines"])
-    assert diagnostic["message"]
+    # Where and what `hunkwise review` prints for the same change.
+    changed = result["refinement"]["before"]
+    repo = tmp_path / "repo"
+    (repo / "totals.py").write_text(changed, encoding="utf-8")
+    (finding,) = cli_findings(repo, editor_bundle, git_env(tmp_path / ".home-repo"))
+    line, column, texts = as_the_cli_says(finding)
+    assert (diagnostic["lnum"], diagnostic["col"]) == (line, column)
+    assert diagnostic["end_lnum"] == finding["end_line"] - 1
+    assert diagnostic["message"] in texts
 
     # Each edit left the buffer exactly as the server's edit says.
     encoding = "utf-16"

@@ -180,6 +180,7 @@ and Flymake's start (`flymake-no-changes-timeout')."
          (lsp (cdr finding)))
     (e2e-put "diagnostic"
              (list :line (plist-get (plist-get (plist-get lsp :range) :start) :line)
+                   :character (plist-get (plist-get (plist-get lsp :range) :start) :character)
                    :flymake_line (1- (line-number-at-pos (flymake-diagnostic-beg diagnostic)))
                    :code (plist-get lsp :code)
                    :message (plist-get lsp :message)

@@ -102,7 +102,9 @@ local function run()
   local finding = findings()[1]
   result.diagnostic = {
     lnum = finding.lnum,
+    col = finding.col,
     end_lnum = finding.end_lnum,
+    end_col = finding.end_col,
     code = finding.code,
     message = finding.message,
     severity = finding.severity,
