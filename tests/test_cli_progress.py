@@ -28,7 +28,7 @@ def test_train_from_repo_prints_json_progress_lines(tmp_path: Path) -> None:
         "--out",
         str(out),
         "--tasks",
-        "rnp,rcg",
+        "rnp",
         "--max-steps",
         "4",
         "--eval-limit",
@@ -47,7 +47,7 @@ def test_train_from_repo_prints_json_progress_lines(tmp_path: Path) -> None:
     phases = list(dict.fromkeys(event["phase"] for event in events[:-1]))
     assert phases == ["mine", "train", "evaluate"]
     stages = {event["stage"] for event in events}
-    assert {"Mining history", "stage0", "rnp", "rcg", "Evaluating rcg", "done"} <= stages
+    assert {"Mining history", "stage0", "rnp", "Evaluating rnp", "done"} <= stages
     training = [event for event in events if event["stage"] == "rnp" and event["phase"] == "train"]
     assert training[-1]["step"] == training[-1]["total"] == 4
     assert isinstance(training[-1]["loss"], float) and training[-1]["eta"] is not None
