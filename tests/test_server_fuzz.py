@@ -143,7 +143,8 @@ def _ready(client: RawClient) -> None:
 
 def test_a_reply_the_server_cannot_read_fails_the_command_waiting_for_it(tmp_path: Path) -> None:
     """The server's workspace/applyEdit answered with a result that is no
-    ApplyWorkspaceEditResult: the command waiting for it is answered, with the reason."""
+    ApplyWorkspaceEditResult: the command waiting for it is answered "not applied", with
+    the reason."""
     targets = make_workspace(tmp_path)
 
     def unreadable(message: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +171,8 @@ def test_a_reply_the_server_cannot_read_fails_the_command_waiting_for_it(tmp_pat
     finally:
         client.close()
     assert client.process.returncode == 0
-    assert "cannot be read" in answer["error"]["message"], answer
+    result = answer["result"]
+    assert result["applied"] is False and "cannot be read" in result["reason"], answer
     assert len([m for m in client.seen if m.get("id") == "edit"]) == 1
 
 
