@@ -104,6 +104,7 @@ export class StatusModel {
   get busy(): boolean {
     return (
       this.connection === "starting" ||
+      (this.connection === "running" && !this.server) ||
       this.work.size > 0 ||
       this.server?.state === "loading" ||
       this.server?.training === true
@@ -133,7 +134,8 @@ export class StatusModel {
         level: "error",
       };
     }
-    if (this.connection === "starting" && !this.server) {
+    if (!this.server) {
+      // Running but no hunkwise.status answer yet: still starting (and polled until one comes).
       return { text: "$(loading~spin) hunkwise: starting", tooltip: "Starting the hunkwise server", level: "normal" };
     }
     const activity = this.activity();

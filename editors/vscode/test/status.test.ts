@@ -10,6 +10,10 @@ test("starting, then the server's state", () => {
   const model = new StatusModel();
   assert.match(model.view().text, /starting/);
   model.running();
+  // Between the client running and the first hunkwise.status answer: still starting,
+  // never "unknown", and polled until the answer comes.
+  assert.match(model.view().text, /loading~spin.*starting/);
+  assert.ok(model.busy);
   model.setServerStatus({ state: "loading" });
   assert.match(model.view().text, /loading~spin.*loading/);
   assert.ok(model.busy, "loading is polled until it ends");
