@@ -488,6 +488,8 @@ def test_vscode_real(code_server: Path, vsix: Path, tmp_path: Path, editor_bundl
     ready = kinds.index("ready", kinds.index("loading"))
     assert "reviewing" in kinds[ready:], kinds
     assert kinds[-1] == "ready", kinds
+    texts_shown = [entry.get("text", "") for entry in result["status"]]
+    assert not [text for text in texts_shown if "unknown" in text], texts_shown
 
     # f. Training showed its cancellable notification and the status, was cancelled, and
     # the bundle is the one it was (no file changed, nothing written next to it).
