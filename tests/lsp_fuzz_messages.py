@@ -743,19 +743,6 @@ def make_workspace(scratch: Path) -> Targets:
     return Targets(repo.path, (repo.path / "app.py").as_uri(), bundle, scratch)
 
 
-def _wait_ready(client: RawClient, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    attempt = 0
-    while time.monotonic() < deadline:
-        attempt += 1
-        name = f"ready-{attempt}"
-        client.request(name, types.WORKSPACE_EXECUTE_COMMAND, {"command": "hunkwise.status"})
-        if client.response(name)["result"]["state"] == "ready":
-            return
-        time.sleep(0.05)
-    raise AssertionError("the stand-in bundle never loaded")
-
-
 def _findings(client: RawClient, uri: str, timeout: float = 60.0) -> tuple[str, ...]:
     """The hunk ids of the first diagnostics published for ``uri`` with a finding."""
     deadline = time.monotonic() + timeout
@@ -906,7 +893,7 @@ def _fuzz(
     answer_timeout: float,
 ) -> None:
     client.initialize(targets.root, {"bundle": str(targets.bundle), "debounceMs": 0})
-    _wait_ready(client)
+    client.wait_ready()
     client.notify(
         types.TEXT_DOCUMENT_DID_OPEN,
         {

@@ -123,6 +123,19 @@ class RawClient:
             with contextlib.suppress(queue.Empty):
                 self.seen.append(self.received.get(timeout=left))
 
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Ask ``hunkwise.status`` until the bundle is loaded ("ready")."""
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        while time.monotonic() < deadline:
+            attempt += 1
+            name = f"ready-{attempt}"
+            self.request(name, "workspace/executeCommand", {"command": "hunkwise.status"})
+            if self.response(name)["result"]["state"] == "ready":
+                return
+            time.sleep(0.02)
+        raise AssertionError("the bundle never loaded")
+
     def initialize(self, root: Path, options: dict[str, Any] | None = None) -> dict[str, Any]:
         self.request(
             "init",

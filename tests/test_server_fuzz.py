@@ -132,15 +132,6 @@ def test_batches_non_objects_bad_versions_and_deep_messages_are_answered_by_json
     assert len(popups) <= 1, popups  # the "no bundle" warning at most
 
 
-def _ready(client: RawClient) -> None:
-    for attempt in range(500):
-        client.request(f"s{attempt}", "workspace/executeCommand", {"command": "hunkwise.status"})
-        if client.response(f"s{attempt}")["result"]["state"] == "ready":
-            return
-        time.sleep(0.02)
-    raise AssertionError("the stand-in bundle never loaded")
-
-
 def test_a_reply_the_server_cannot_read_fails_the_command_waiting_for_it(tmp_path: Path) -> None:
     """The server's workspace/applyEdit answered with a result that is no
     ApplyWorkspaceEditResult: the command waiting for it is answered "not applied", with
@@ -155,7 +146,7 @@ def test_a_reply_the_server_cannot_read_fails_the_command_waiting_for_it(tmp_pat
     client = RawClient(STAND_IN_SERVER, fuzz_env(tmp_path), replies=unreadable, cwd=tmp_path)
     try:
         client.initialize(targets.root, {"bundle": str(targets.bundle), "debounceMs": 0})
-        _ready(client)
+        client.wait_ready()
         document = {"uri": targets.uri, "languageId": "python", "version": 1, "text": "a = 1\n"}
         client.notify("textDocument/didOpen", {"textDocument": document})
         whole = {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}}
@@ -184,7 +175,7 @@ def test_shutdown_while_a_command_waits_answers_both(tmp_path: Path) -> None:
     client = RawClient(STAND_IN_SERVER, fuzz_env(tmp_path), stderr=subprocess.DEVNULL, cwd=tmp_path)
     try:
         client.initialize(targets.root, {"bundle": str(targets.bundle), "debounceMs": 0})
-        _ready(client)
+        client.wait_ready()
         document = {"uri": targets.uri, "languageId": "python", "version": 1, "text": "a = 1\n"}
         client.notify("textDocument/didOpen", {"textDocument": document})
         whole = {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}}

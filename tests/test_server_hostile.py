@@ -768,17 +768,6 @@ def test_a_notification_pygls_would_fail_on_is_logged_in_one_plain_line(
     assert not [text for text in told if "internal error" in text], told
 
 
-def _initialize_until_ready(client: RawClient, root: Path, bundle: Path) -> None:
-    """Initialize the raw client's server with ``bundle`` and wait for its model."""
-    client.initialize(root, {"bundle": str(bundle), "debounceMs": 0})
-    for attempt in range(500):
-        client.request(f"s{attempt}", "workspace/executeCommand", {"command": "hunkwise.status"})
-        if client.response(f"s{attempt}")["result"]["state"] == "ready":
-            return
-        time.sleep(0.02)
-    raise AssertionError("the bundle never loaded")
-
-
 def serve_with_a_short_apply_edit_timeout() -> None:
     """The STAND-IN server with ``APPLY_EDIT_TIMEOUT_S`` lowered to half a second."""
     import server.server
@@ -807,7 +796,8 @@ def test_an_edit_the_client_never_answers_times_out_and_a_late_answer_is_ignored
     with open(log_path, "wb") as log_file:
         client = RawClient(SHORT_APPLY_EDIT_TIMEOUT_SERVER, _env(tmp_path), stderr=log_file)
         try:
-            _initialize_until_ready(client, repo.path, bundle)
+            client.initialize(repo.path, {"bundle": str(bundle), "debounceMs": 0})
+            client.wait_ready()
             argument = {"uri": app, "range": whole, "instruction": "Shout."}
             started = time.monotonic()
             client.request(
@@ -857,7 +847,8 @@ def test_an_edit_the_editor_refuses_with_an_error_answer_is_reported_not_raised(
     with open(log_path, "wb") as log_file:
         client = RawClient(STAND_IN_SERVER, _env(tmp_path), stderr=log_file, replies=refuse)
         try:
-            _initialize_until_ready(client, repo.path, bundle)
+            client.initialize(repo.path, {"bundle": str(bundle), "debounceMs": 0})
+            client.wait_ready()
             argument = {"uri": app, "range": whole, "instruction": "Shout."}
             client.request(
                 "edit",
