@@ -220,6 +220,19 @@ def artifacts_dir(tmp_path: Path) -> Path:
     return path
 
 
+def profile_arguments(tmp_path: Path) -> list[str]:
+    """code-server's config, user data and extensions under ``tmp_path``: the same for the
+    extension's install and the server that runs it."""
+    return [
+        "--config",
+        str(tmp_path / "code-server.yaml"),
+        "--user-data-dir",
+        str(tmp_path / "user-data"),
+        "--extensions-dir",
+        str(tmp_path / "extensions"),
+    ]
+
+
 def start_code_server(
     binary: Path, tmp_path: Path, folder: Path, env: dict[str, str]
 ) -> tuple[subprocess.Popen, str]:
@@ -233,12 +246,7 @@ def start_code_server(
             "none",
             "--bind-addr",
             "127.0.0.1:0",
-            "--config",
-            str(tmp_path / "code-server.yaml"),
-            "--user-data-dir",
-            str(tmp_path / "user-data"),
-            "--extensions-dir",
-            str(tmp_path / "extensions"),
+            *profile_arguments(tmp_path),
             "--disable-telemetry",
             "--disable-update-check",
             "--disable-workspace-trust",
@@ -327,12 +335,7 @@ def test_vscode_real(code_server: Path, vsix: Path, tmp_path: Path, editor_bundl
     installed = subprocess.run(
         [
             str(code_server),
-            "--config",
-            str(tmp_path / "code-server.yaml"),
-            "--user-data-dir",
-            str(tmp_path / "user-data"),
-            "--extensions-dir",
-            str(tmp_path / "extensions"),
+            *profile_arguments(tmp_path),
             "--install-extension",
             str(vsix),
         ],
