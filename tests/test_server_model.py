@@ -102,7 +102,7 @@ def test_a_failing_job_leaves_the_worker_running(tmp_path: Path) -> None:
 
 def _generating(host: ModelHost, log: list[str], name: str, tokens: int = 200):
     """A job that "generates" ``tokens`` tokens of 5 ms, asking ``should_stop`` between
-    them as the engine's stopping criterion does."""
+    them as the engine's per-layer check does."""
 
     def run(engine) -> str:
         log.append(f"{name} started")

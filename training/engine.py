@@ -333,9 +333,9 @@ class Engine:
         """Greedy completions for requests of any generating tasks, batched; a batch that
         mixes tasks runs each row through its own adapter in one pass.
 
-        ``should_stop`` is asked before every decoder layer and after every generated token:
-        once it says true, generation stops and :class:`GenerationStopped` is raised (no
-        partial texts are returned)."""
+        ``should_stop`` is asked before every decoder layer (so between tokens too) and when
+        a batch ends: once it says true, generation stops and :class:`GenerationStopped` is
+        raised (no partial texts are returned)."""
         if not requests:
             return []
         for task in dict.fromkeys(request.task for request in requests):
@@ -352,7 +352,6 @@ class Engine:
             pad_token_id=self._pad_id,
         )
         outputs: list[str] = [""] * len(prompts)
-        stopping = _stopping_criteria(should_stop)
         with self._lock, torch.inference_mode(), _stop_between_layers(self._model, should_stop):
             for batch in self._batches(prompts):
                 if should_stop is not None and should_stop():
@@ -368,7 +367,6 @@ class Engine:
                     input_ids=input_ids,
                     attention_mask=attention_mask,
                     generation_config=config,
-                    stopping_criteria=stopping,
                     **extra,
                 )
                 if should_stop is not None and should_stop():
@@ -408,9 +406,9 @@ class Engine:
 
 @contextlib.contextmanager
 def _stop_between_layers(model, should_stop: Callable[[], bool] | None) -> Iterator[None]:
-    """Also ask ``should_stop`` before each decoder layer (the children of the model's
-    ``ModuleList``s), so that a long forward pass, the prompt's prefill above all, stops
-    within a layer's time rather than a whole step's: GenerationStopped out of generate."""
+    """Ask ``should_stop`` before each decoder layer (the children of the model's
+    ``ModuleList``s): every generated token is a forward pass, so a generation stops
+    within a layer's time, in the prompt's prefill too: GenerationStopped out of generate."""
     if should_stop is None:
         yield
         return
@@ -431,26 +429,6 @@ def _stop_between_layers(model, should_stop: Callable[[], bool] | None) -> Itera
     finally:
         for handle in handles:
             handle.remove()
-
-
-def _stopping_criteria(should_stop: Callable[[], bool] | None):
-    """A transformers stopping criterion that ends every row once ``should_stop()`` says
-    true (checked between tokens), or None without one."""
-    if should_stop is None:
-        return None
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class _StopFlag(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            return torch.full(
-                (input_ids.shape[0],),
-                bool(should_stop()),
-                dtype=torch.bool,
-                device=input_ids.device,
-            )
-
-    return StoppingCriteriaList([_StopFlag()])
 
 
 def _hunk_text(hunk: Hunk | str) -> str:
