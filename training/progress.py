@@ -50,7 +50,8 @@ class JsonProgress:
         self, stream: IO[str], phases: Sequence[tuple[str, float]], interval: float = 0.25
     ) -> None:
         self._stream = stream
-        self._interval = interval
+        #: seconds between two lines of one bar (its first and last lines always come)
+        self.interval = interval
         total = sum(weight for _, weight in phases) or 1.0
         self._phases: dict[str, tuple[float, float]] = {}
         start = 0.0
@@ -112,6 +113,7 @@ class _JsonBar:
         self, sink: JsonProgress, stage: str, total: int | None, span: tuple[float, float]
     ) -> None:
         self.sink, self.stage, self.total, self.span = sink, stage, total, span
+        self.interval = sink.interval
         self.step = 0
         self.started = time.monotonic()
         self.last = float("-inf")
@@ -126,7 +128,7 @@ class _JsonBar:
 
     def report(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self.last < self.sink._interval:
+        if not force and now - self.last < self.interval:
             return
         self.last = now
         total = self.total
@@ -181,24 +183,17 @@ def progress_bar(console: Console | None, description: str, total: int | None):
     """Yield ``advance(n, loss=None)``: a rich progress bar when ``console`` is set, and
     JSON progress lines when :func:`json_progress` is on; else a no-op."""
     sink = _SINK.get()
-    if sink is not None:
-        bar = sink.bar(description, total)
-        if console is None:
-            yield bar.advance
-            return
-        with _rich_bar(console, description, total) as rich_advance:
+    bar = sink.bar(description, total) if sink is not None else None
+    rich = _rich_bar(console, description, total) if console is not None else nullcontext()
+    with rich as rich_advance:
 
-            def both(n: int = 1, loss: float | None = None) -> None:
+        def advance(n: int = 1, loss: float | None = None) -> None:
+            if rich_advance is not None:
                 rich_advance(n)
+            if bar is not None:
                 bar.advance(n, loss)
 
-            yield both
-        return
-    if console is None:
-        yield lambda n=1, loss=None: None
-        return
-    with _rich_bar(console, description, total) as advance:
-        yield lambda n=1, loss=None: advance(n)
+        yield advance
 
 
 @contextmanager
