@@ -733,16 +733,15 @@ async def _apply(ls: HunkwiseServer, edit: types.WorkspaceEdit, label: str) -> d
     except asyncio.TimeoutError:
         waited = f"{APPLY_EDIT_TIMEOUT_S:g} s"
         reason = f"the editor did not answer workspace/applyEdit within {waited}"
-        ls.show(f"hunkwise: {reason}")
-        return {"applied": False, "reason": reason}
     except Exception as error:  # an error answer (Eglot: "Edits on x require version 2 ...")
         reason = f"the editor did not apply the edit: {first_line(error)}"
-        ls.show(f"hunkwise: {reason}")
-        return {"applied": False, "reason": reason}
-    answer: dict[str, Any] = {"applied": bool(result.applied)}
-    if result.failure_reason:
-        answer["reason"] = result.failure_reason
-    return answer
+    else:
+        answer: dict[str, Any] = {"applied": bool(result.applied)}
+        if result.failure_reason:
+            answer["reason"] = result.failure_reason
+        return answer
+    ls.show(f"hunkwise: {reason}")
+    return {"applied": False, "reason": reason}
 
 
 async def _model_command(ls: HunkwiseServer, work, label: str) -> dict[str, Any]:
