@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from training.gitio.command import read_only_env
+
 PYDRILLER = r"""
 import json, sys, time
 from pydriller import Repository
@@ -51,7 +53,10 @@ def run(command: list[str]) -> tuple[float, int, str]:
 def git_log_seconds(repo: Path) -> float:
     start = time.perf_counter()
     subprocess.run(
-        ["git", "-C", str(repo), "log", "-p", "HEAD"], stdout=subprocess.DEVNULL, check=True
+        ["git", "-C", str(repo), "log", "-p", "HEAD"],
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, **read_only_env()},
+        check=True,
     )
     return time.perf_counter() - start
 

@@ -75,9 +75,10 @@ sys.path.insert(0, str(ROOT))
 from pydriller import Git  # noqa: E402
 from pydriller.domain.commit import ModificationType, ModifiedFile  # noqa: E402
 
+from training.gitio.command import GIT_CONFIG, read_only_env  # noqa: E402
+from training.gitio.log import DIFF_OPTIONS, FileDiff, parse_git_diff  # noqa: E402
 from training.hunks import language_of  # noqa: E402
 from training.mining import filters  # noqa: E402
-from training.mining.gitlog import DIFF_OPTIONS, GIT_CONFIG, FileDiff, parse_git_diff  # noqa: E402
 from training.mining.lineage import whitespace_free  # noqa: E402
 from training.mining.miner import History, MineOptions, horizon_of, walk_history  # noqa: E402
 
@@ -145,13 +146,7 @@ class Repo:
     """Read-only git commands on the PyDriller clone, and blames cached per file."""
 
     def __init__(self, git_dir: Path):
-        self.env = {
-            **os.environ,
-            "GIT_DIR": str(git_dir),
-            "GIT_OPTIONAL_LOCKS": "0",
-            "GIT_PAGER": "cat",
-            "LC_ALL": "C",
-        }
+        self.env = {**os.environ, **read_only_env(git_dir)}
         self.blames: dict[tuple[str, str, str], list[BlameLine] | None] = {}
         self.merges: dict[str, bool] = {}
 

@@ -10,6 +10,7 @@ import os
 import sys
 
 from training import __version__
+from training.gitio.command import NO_OPTIONAL_LOCKS
 
 
 def _address(value: str) -> tuple[str, int]:
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.log_file, args.verbose)
     # Every git child the server starts (gitpython's included) must not take optional
     # locks: reading a repository never refreshes its index.
-    os.environ["GIT_OPTIONAL_LOCKS"] = "0"
+    os.environ.update(NO_OPTIONAL_LOCKS)
     from server.server import create_server
 
     server = create_server()

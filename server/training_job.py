@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.gitio.command import NO_OPTIONAL_LOCKS
+
 #: How the server starts the trainer: the ``hunkwise`` command of this interpreter.
 TRAIN_COMMAND: tuple[str, ...] = (sys.executable, "-c", "from training.cli import main; main()")
 #: After SIGINT (which lets Python clean up), then SIGTERM, before SIGKILL.
@@ -109,7 +111,7 @@ async def run_training(
     """Run the trainer until it exits or ``cancelled()`` turns true (then stop it)."""
     env = {
         **os.environ,
-        "GIT_OPTIONAL_LOCKS": "0",
+        **NO_OPTIONAL_LOCKS,
         "PYTHONUNBUFFERED": "1",
         "NO_COLOR": "1",
         "TERM": "dumb",

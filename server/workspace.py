@@ -1,27 +1,26 @@
 """A document's repository and its base version: the git work tree that holds a file (found
 with gitpython) and the file's text at the diff base (``HEAD``, the index, or any revision),
-read from git's object store and cached by blob id. Reads only: every git child runs with
-``GIT_OPTIONAL_LOCKS=0`` so not even the index stat cache is refreshed."""
+read from git's object store and cached by blob id. Reads only: every git child runs in
+``training.gitio``'s read-only environment, so not even the index stat cache is refreshed."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
-from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pygls.uris import to_fs_path
 
+from server.caching import LruCache
+from training.gitio.command import empty_tree, read_only_env
+from training.gitio.content import looks_binary
+
 log = logging.getLogger(__name__)
 
 #: Files (buffer or base) larger than this get no review.
 MAX_FILE_BYTES = 1_000_000
-#: git's own binary test: a NUL in the first 8000 bytes.
-_BINARY_PROBE = 8000
-_NO_LOCKS = {"GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0"}
 
 
 @dataclass(frozen=True)
@@ -57,32 +56,6 @@ class Skipped:
     notify: bool = False
 
 
-class _Lru:
-    """A small bounded mapping, least recently used out first."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
-
-    def get(self, key: Hashable, default: Any = None) -> Any:
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key]
-        return default
-
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._items
-
-    def put(self, key: Hashable, value: Any) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        self._items.clear()
-
-
 def disk_path(uri: str) -> Path | None:
     """The local path a ``file:`` URI names, or None: another scheme (``untitled:``, VS
     Code's ``git:`` views), a path that is not absolute, or one no file system can hold (a
@@ -96,11 +69,6 @@ def disk_path(uri: str) -> Path | None:
     except UnicodeError:
         return None
     return Path(path)
-
-
-def looks_binary(data: bytes | str) -> bool:
-    probe = data[:_BINARY_PROBE]
-    return (b"\0" in probe) if isinstance(probe, bytes) else ("\0" in probe)
 
 
 def comparable_buffer(base: str, buffer: str) -> str:
@@ -120,10 +88,10 @@ class Repositories:
         self.max_bytes = max_bytes
         self._repos: dict[Path, Any] = {}
         self._roots: dict[Path, Path | None] = {}
-        self._blobs = _Lru(256)
-        self._tree_entries = _Lru(4096)
+        self._blobs = LruCache(256)
+        self._tree_entries = LruCache(4096)
         self._indexes: dict[Path, tuple[tuple[int, int], Any]] = {}
-        self._ignored = _Lru(1024)
+        self._ignored = LruCache(1024)
 
     # -- repositories ------------------------------------------------------------------
 
@@ -154,7 +122,8 @@ class Repositories:
         if root in self._repos:
             repo.close()
         else:
-            repo.git.update_environment(**_NO_LOCKS)
+            # Every git child of this repo, the cat-file processes included.
+            repo.git.update_environment(**read_only_env())
             self._repos[root] = repo
         return root
 
@@ -280,7 +249,7 @@ class Repositories:
             except Exception:  # check-ignore failing must not stop a review
                 ignored = False
             self._ignored.put(key, ignored)
-        return bool(self._ignored.get(key))
+        return bool(self._ignored.peek(key))
 
     # -- whole work trees --------------------------------------------------------------
 
@@ -302,25 +271,13 @@ class Repositories:
             except LookupError:
                 if diff_base != "HEAD":
                     raise
-                tree = self._empty_tree(repo)
+                tree = empty_tree(repo)
             compare = ["git", "diff-index", "--name-only", "-z", "--no-renames", tree, "--"]
-        env = {**os.environ, **_NO_LOCKS, "LC_ALL": "C"}
-        changed = repo.git.execute(compare, env=env)
-        untracked = repo.git.execute(
-            ["git", "ls-files", "--others", "--exclude-standard", "-z"], env=env
-        )
+        changed = repo.git.execute(compare)
+        untracked = repo.git.execute(["git", "ls-files", "--others", "--exclude-standard", "-z"])
         work_tree = Path(repo.working_tree_dir)
         names = dict.fromkeys(name for name in (changed + "\0" + untracked).split("\0") if name)
         return [work_tree / name for name in names if (work_tree / name).is_file()]
-
-    def _empty_tree(self, repo: Any) -> str:
-        import subprocess
-
-        return repo.git.execute(
-            ["git", "hash-object", "-t", "tree", "--stdin"],
-            istream=subprocess.DEVNULL,
-            env={**os.environ, **_NO_LOCKS},
-        ).strip()
 
     def forget(self) -> None:
         """Drop cached lookups that may have changed on disk (ignores, repository roots)."""

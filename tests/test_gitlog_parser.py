@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.gitrepo import GitRepo
-from training.mining import gitlog
-from training.mining.gitlog import FileDiff, open_repository, stream_commits
+from training.gitio import log as gitlog
+from training.gitio.command import open_repository
+from training.gitio.log import FileDiff, stream_commits
 from training.mining.miner import MineOptions, mine_repository
 
 # git calls a file binary only for a NUL in its first 8,000 bytes.

@@ -8,7 +8,6 @@ from __future__ import annotations
 import codecs
 import json
 import os
-import subprocess
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -20,19 +19,28 @@ from training import __version__
 from training.config import excluded
 from training.errors import HunkwiseError
 from training.evidence import Evidence
-from training.hunks import DiffParseError, Hunk, PatchFile, parse_diff_files
+from training.gitio.command import (
+    commit_range,
+    empty_tree,
+    head_or_empty_tree,
+    merge_base,
+    open_repository_containing,
+    resolve_commit,
+    run_git,
+    run_git_text,
+)
+from training.gitio.log import DIFF_OPTIONS, FileDiff, parse_git_diff
+from training.gitio.patch import DiffParseError, PatchFile, parse_diff_files
+from training.hunks import Hunk
 from training.mining import filters
 from training.suppressions import ignore_marker
-from training.tasks import RCG, RNP
+from training.tasks import RCG, RNP, RULE_ID, TOOL_NAME
 
 if TYPE_CHECKING:
     from training.bundle import Manifest
     from training.engine import Engine
-    from training.mining.gitlog import FileDiff
 
 #: The diagnostic code / SARIF rule of every finding, and the tool that reports it.
-RULE_ID = "review-needed"
-TOOL_NAME = "hunkwise"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
 #: How many of a file's first lines are searched for a generated-file marker (as mining).
@@ -400,8 +408,6 @@ def hunks_for(
     ``diffBase`` setting: HEAD, ``INDEX`` or ``:`` for the staged version, or a revision).
     Reads the repository, never writes to it.
     """
-    from training.mining.gitlog import DIFF_OPTIONS, parse_git_diff
-
     given = [
         name
         for name, value in (("a revision (or range)", spec), ("--base", base), ("--staged", staged))
@@ -409,13 +415,13 @@ def hunks_for(
     ]
     if len(given) > 1:
         raise HunkwiseError(f"give either {given[0]} or {given[1]}, not both")
-    git_repo = open_repo(repo)
+    git_repo = open_repository_containing(repo)
     # Plumbing only: porcelain `git diff` refreshes the index (a write into the user's
     # repository) even with GIT_OPTIONAL_LOCKS=0. `new_side` names the version the diff
     # leads to, whose first lines the generated-file filter reads (None: the work tree).
     new_side: str | None
     if staged:
-        command, new_side = ["diff-index", "--cached", _head_or_empty(git_repo)], ""
+        command, new_side = ["diff-index", "--cached", head_or_empty_tree(git_repo)], ""
     elif base is not None:
         left, right = _branch_since(git_repo, base)
         command, new_side = ["diff-tree", "-r", left, right], right
@@ -423,21 +429,21 @@ def hunks_for(
         command, new_side = ["diff-files"], None
     elif spec is None:
         against = (
-            _head_or_empty(git_repo)
+            head_or_empty_tree(git_repo)
             if worktree_base == "HEAD"
-            else _resolve(git_repo, worktree_base)
+            else resolve_commit(git_repo, worktree_base)
         )
         command, new_side = ["diff-index", against], None
     elif ".." in spec:
-        left, right = _range(git_repo, spec)
+        left, right = commit_range(git_repo, spec)
         command, new_side = ["diff-tree", "-r", left, right], right
     else:
-        commit = _resolve(git_repo, spec)
-        parents = _git(git_repo, "rev-list", "--parents", "-n", "1", commit).split()
-        parent = parents[1] if len(parents) > 1 else _empty_tree(git_repo)
+        commit = resolve_commit(git_repo, spec)
+        parents = run_git_text(git_repo, "rev-list", "--parents", "-n", "1", commit).split()
+        parent = parents[1] if len(parents) > 1 else empty_tree(git_repo)
         command, new_side = ["diff-tree", "-r", parent, commit], commit
     # Mining's fixed options and parser, so a review sees hunks exactly as training did.
-    data = _git(git_repo, command[0], "-p", *DIFF_OPTIONS, *command[1:], "--", raw=True)
+    data = run_git(git_repo, command[0], "-p", *DIFF_OPTIONS, *command[1:], "--")
     return reviewable(_file_change(git_repo, file, new_side) for file in parse_git_diff(data))
 
 
@@ -449,19 +455,19 @@ def range_note(repo: Path, spec: str | None) -> str | None:
     suggest). Raises what :func:`hunks_for` raises for a revision that names nothing."""
     if spec is None or ".." not in spec or "..." in spec:
         return None
-    git_repo = open_repo(repo)
-    left, right = _range(git_repo, spec)
+    git_repo = open_repository_containing(repo)
+    left, right = commit_range(git_repo, spec)
     try:
-        fork = _git(git_repo, "merge-base", left, right).strip()
+        fork = run_git_text(git_repo, "merge-base", left, right).strip()
     except HunkwiseError:
         return None
     if fork == left:
         return None
-    ahead = int(_git(git_repo, "rev-list", "--count", f"{right}..{left}").strip())
+    ahead = int(run_git_text(git_repo, "rev-list", "--count", f"{right}..{left}").strip())
     a, _, b = spec.partition("..")
     a, b = a or "HEAD", b or "HEAD"
     commits = "1 commit" if ahead == 1 else f"{ahead} commits"
-    also = f" (or --base {a})" if right == _head_or_empty(git_repo) else ""
+    also = f" (or --base {a})" if right == head_or_empty_tree(git_repo) else ""
     return (
         f"{a} has {commits} that {b} lacks, so {a}..{b} also shows those changes, reversed; "
         f"to review only what {b} changed since it forked from {a}, use {a}...{b}{also}"
@@ -473,7 +479,7 @@ def hunks_from_patch(text: str | bytes, root: Path | None = None) -> Reviewable:
     :func:`hunks_for` gives them for a repository: for a patch that does not come from this
     repository's git (``gh pr diff 12``, a file, ``diff -u`` of two files; with or without
     ``diff --git`` headers; CRLF line ends, a byte-order mark and bytes, read as UTF-8,
-    tolerated). Parsed by :func:`training.hunks.parse_diff_files`.
+    tolerated). Parsed by :func:`training.gitio.patch.parse_diff_files`.
 
     The generated-file filter reads a file's first lines: an added or deleted file's are in
     its one hunk; for any other, they are read from the file at ``root`` (the repository
@@ -608,119 +614,23 @@ def _file_head(path: Path) -> list[str]:
     return data.decode("utf-8", errors="replace").split("\n")[:HEAD_LINES]
 
 
-def open_repo(path: Path):
-    """The git repository containing ``path`` (a gitpython ``Repo``)."""
-    import git
-
-    try:
-        return git.Repo(Path(path), search_parent_directories=True)
-    except git.NoSuchPathError as error:
-        raise HunkwiseError(f"{path} does not exist") from error
-    except git.InvalidGitRepositoryError as error:
-        raise HunkwiseError(f"{path} is not inside a git repository") from error
-
-
-def repo_root(path: Path) -> Path:
-    """The top-level directory of the git work tree containing ``path``."""
-    git_repo = open_repo(path)
-    return Path(git_repo.working_tree_dir or git_repo.git_dir).resolve()
-
-
-def _git(git_repo, *args: str, stdin: int | None = None, raw: bool = False):
-    import git
-
-    from training.mining.gitlog import GIT_CONFIG
-
-    # GIT_OPTIONAL_LOCKS=0: git must not refresh the index (a write) behind our back.
-    env = {"GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
-    try:
-        out = git_repo.git.execute(
-            ["git", *GIT_CONFIG, *args],
-            env={**os.environ, **env},
-            istream=stdin,
-            stdout_as_string=False,
-            strip_newline_in_stdout=False,
-        )
-    except git.GitCommandError as error:
-        detail = (error.stderr or "").strip().splitlines()
-        reason = detail[-1].removeprefix("stderr: ").strip(" '") if detail else str(error)
-        raise HunkwiseError(
-            f"git {args[0]} failed in {git_repo.working_tree_dir}: {reason}"
-        ) from error
-    return out if raw else out.decode("utf-8", errors="replace")
-
-
-def _resolve(git_repo, rev: str) -> str:
-    """The commit id ``rev`` names, or a HunkwiseError that says it names none."""
-    if not rev or rev.startswith("-"):
-        raise HunkwiseError(f"{rev!r} is not a revision")
-    try:
-        return _git(
-            git_repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"
-        ).strip()
-    except HunkwiseError:
-        where = git_repo.working_tree_dir
-        raise HunkwiseError(f"unknown revision {rev!r} in {where}") from None
-
-
-def _range(git_repo, spec: str) -> tuple[str, str]:
-    """The two commits to diff for ``A..B`` (``A...B``: from their merge base)."""
-    operator = "..." if "..." in spec else ".."
-    left, _, right = spec.partition(operator)
-    if not left and not right:
-        raise HunkwiseError(f"{spec!r} is not a range; write it as A...B (or A..B)")
-    # As in git, an omitted end means HEAD.
-    left, right = (_resolve(git_repo, side or "HEAD") for side in (left, right))
-    if operator == "...":
-        left = _merge_base(git_repo, left, right, spec)
-    return left, right
-
-
 def _branch_since(git_repo, base: str) -> tuple[str, str]:
     """(merge base, HEAD) for ``base``: HEAD's commits since it forked from ``base``."""
     try:
-        head = _resolve(git_repo, "HEAD")
+        head = resolve_commit(git_repo, "HEAD")
     except HunkwiseError:
         raise HunkwiseError(
             f"{git_repo.working_tree_dir} has no commits yet: nothing is committed to review "
             f"against {base!r}"
         ) from None
     try:
-        fork = _resolve(git_repo, base)
+        fork = resolve_commit(git_repo, base)
     except HunkwiseError:
         raise HunkwiseError(
             f"unknown base {base!r} in {git_repo.working_tree_dir}: name a branch, tag or "
             "commit (a remote branch such as origin/main needs a `git fetch` first)"
         ) from None
-    return _merge_base(git_repo, fork, head, f"{base}...HEAD"), head
-
-
-def _merge_base(git_repo, left: str, right: str, spec: str) -> str:
-    """The commit ``right`` forked from ``left`` at (git's best merge base) for the
-    three-dot ``spec``, or a HunkwiseError for two histories without a common commit."""
-    try:
-        return _git(git_repo, "merge-base", left, right).strip()
-    except HunkwiseError:  # both sides resolved: git found no common ancestor
-        a, _, b = spec.partition("...")
-        a, b = a or "HEAD", b or "HEAD"
-        raise HunkwiseError(
-            f"{a} and {b} share no commit, so {spec} has no merge base to review from; "
-            f"{a}..{b} compares the two trees whole"
-        ) from None
-
-
-def _head_or_empty(git_repo) -> str:
-    """HEAD, or the empty tree in a repository without commits yet."""
-    try:
-        return _resolve(git_repo, "HEAD")
-    except HunkwiseError:
-        return _empty_tree(git_repo)
-
-
-def _empty_tree(git_repo) -> str:
-    # Computed rather than hard-coded: SHA-256 repositories have a different empty tree.
-    # hash-object without -w writes nothing.
-    return _git(git_repo, "hash-object", "-t", "tree", "--stdin", stdin=subprocess.DEVNULL).strip()
+    return merge_base(git_repo, fork, head, f"{base}...HEAD"), head
 
 
 # -- renderers ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 from training.errors import HunkwiseError
 from training.hunks import Hunk
 from training.mining.filters import _C_STYLE, _COMMENT_PREFIXES
+from training.tasks import RULE_ID
 
 STORE_FORMAT = "hunkwise-dismissed/1"
 _MARKER = re.compile(r"(?<![\w-])hunkwise:\s*ignore\b(\[[^\]]*\])?", re.IGNORECASE)
@@ -127,7 +128,6 @@ def _comment_text(text: str, opener: str) -> str:
 
 def _names_the_rule(comment: str) -> bool:
     """Whether ``comment`` holds a marker that applies to the review rule."""
-    from training.review import RULE_ID  # review reads this module: imported on use
 
     for match in _MARKER.finditer(comment):
         rules = match.group(1)

@@ -24,6 +24,11 @@ TASKS: tuple[str, ...] = (*ADAPTER_TASKS, INSTRUCT)
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
+#: The one rule of a finding (SARIF ruleId, the diagnostic's code, ``hunkwise: ignore[...]``)
+#: and the tool that reports it (SARIF driver, the diagnostic's source).
+RULE_ID = "review-needed"
+TOOL_NAME = "hunkwise"
+
 SOURCES: tuple[str, ...] = ("history", "codereviewer", "github-review", "alpaca")
 
 DEFAULT_INSTRUCTIONS: dict[str, str] = {

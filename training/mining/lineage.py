@@ -16,7 +16,8 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
 
-from training.hunks import Hunk, matching_lines
+from training.hunks import Hunk
+from training.xdiff import matching_lines
 
 
 @dataclass(frozen=True)

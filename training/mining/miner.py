@@ -17,19 +17,12 @@ from datetime import datetime, timezone
 from functools import cache, cached_property
 from pathlib import Path
 
-from training.bundle import check_writable
 from training.errors import HunkwiseError
+from training.gitio.command import commit_order, has_commits, open_repository
+from training.gitio.log import Commit, FileDiff, stream_commits
 from training.hunks import Hunk
 from training.mining import filters
 from training.mining.dataset import dedupe, split_by_time, write_dataset
-from training.mining.gitlog import (
-    Commit,
-    FileDiff,
-    commit_order,
-    has_commits,
-    open_repository,
-    stream_commits,
-)
 from training.mining.lineage import (
     EMPTY,
     FileLines,
@@ -39,6 +32,7 @@ from training.mining.lineage import (
     whitespace_free,
 )
 from training.mining.messages import clean_subject, is_fix, is_good_instruction, is_informative
+from training.output_dirs import check_writable
 from training.progress import progress_bar
 from training.tasks import CR, EDIT, LABEL_NO, LABEL_YES, RCG, RNP, Record, RecordMeta, cr_input
 

@@ -1,5 +1,6 @@
 """Stream a repository's history as commits with their file diffs: ONE ``git log -p``
-process through gitpython's command interface, parsed incrementally as it arrives.
+process through gitpython's command interface, parsed incrementally as it arrives; and the
+same parser for one ``git diff``-family output.
 
 PyDriller-like vocabulary (commit -> file diff -> hunk), without a subprocess per commit.
 Nothing here writes into the repository.
@@ -16,11 +17,15 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import git
+from typing import TYPE_CHECKING
 
 from training.errors import HunkwiseError
+from training.gitio.command import GIT_CONFIG, read_only_env
+from training.gitio.paths import unquote
 from training.hunks import Hunk
+
+if TYPE_CHECKING:
+    import git
 
 # Each commit's header starts a line with NUL, SOH and "C " and ends with NUL, SOH. A diff
 # line always starts with its prefix (" ", "+", "-", "\\", or a header word), so the
@@ -28,21 +33,7 @@ from training.hunks import Hunk
 # contain NUL bytes (git calls a file binary only for a NUL in its first 8,000 bytes).
 _FORMAT = "%x00%x01C %H%x1f%P%x1f%at%x1f%ct%x1f%aI%x1f%B%x00%x01"
 
-#: Options that make git's output independent of the user's configuration.
-GIT_CONFIG = (
-    "-c",
-    "core.quotePath=false",
-    "-c",
-    "diff.noprefix=false",
-    "-c",
-    "diff.mnemonicPrefix=false",
-    "-c",
-    "diff.suppressBlankEmpty=false",
-    "-c",
-    "log.showSignature=false",
-    "-c",
-    "diff.renames=true",
-)
+#: The diff git prints for the walk and for a review, the format this parser reads.
 DIFF_OPTIONS = (
     "--no-color",
     "--no-ext-diff",
@@ -87,92 +78,8 @@ class Commit:
         return len(self.parents) > 1
 
 
-def open_repository(path: str | os.PathLike) -> git.Repo:
-    """A gitpython Repo for a working tree or a bare repository, or a clear error."""
-    try:
-        return git.Repo(path, search_parent_directories=False)
-    except git.NoSuchPathError as error:
-        raise HunkwiseError(f"{path}: no such directory") from error
-    except git.InvalidGitRepositoryError as error:
-        raise HunkwiseError(
-            f"{path}: not a git repository (run hunkwise inside a clone, or pass its path)"
-        ) from error
-
-
-def git_environment(repo: git.Repo) -> dict[str, str]:
-    """Environment for git children: the repository's git directory named explicitly (bare
-    mirrors without a config file included), no optional locks (no index refresh writes),
-    no pager, no prompts."""
-    return {
-        "GIT_DIR": str(repo.git_dir),
-        "GIT_OPTIONAL_LOCKS": "0",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_PAGER": "cat",
-        "LC_ALL": "C",
-    }
-
-
-def has_commits(repo: git.Repo, rev: str) -> bool:
-    try:
-        repo.git.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}", env=git_environment(repo))
-        return True
-    except git.GitCommandError:
-        return False
-
-
-def commit_order(
-    repo: git.Repo, rev: str, max_commits: int | None
-) -> list[tuple[str, tuple[str, ...]]]:
-    """(sha, parents) of the walk, parents before children (``--topo-order --reverse``)."""
-    args = ["--topo-order", "--reverse", "--parents"]
-    if max_commits:
-        args.append(f"--max-count={max_commits}")
-    out = repo.git.rev_list(*args, rev, env=git_environment(repo))
-    order = []
-    for line in out.splitlines():
-        sha, *parents = line.split()
-        order.append((sha, tuple(parents)))
-    return order
-
-
-def _unquote(path: bytes) -> bytes:
-    """Undo git's C-style quoting of a path ("a\\tb", octal escapes)."""
-    if not path.startswith(b'"'):
-        return path
-    body = path[1:-1] if path.endswith(b'"') else path[1:]
-    out = bytearray()
-    i = 0
-    simple = {
-        b"n": b"\n",
-        b"t": b"\t",
-        b'"': b'"',
-        b"\\": b"\\",
-        b"a": b"\a",
-        b"b": b"\b",
-        b"f": b"\f",
-        b"r": b"\r",
-        b"v": b"\v",
-    }
-    while i < len(body):
-        char = body[i : i + 1]
-        if char == b"\\" and i + 1 < len(body):
-            nxt = body[i + 1 : i + 2]
-            if nxt in simple:
-                out += simple[nxt]
-                i += 2
-                continue
-            if nxt.isdigit() and i + 3 < len(body) + 1:
-                out.append(int(body[i + 1 : i + 4], 8))
-                i += 4
-                continue
-        out += char
-        i += 1
-    return bytes(out)
-
-
 def _path(raw: bytes, prefix: bytes) -> str:
-    raw = raw.rstrip(b"\t")
-    raw = _unquote(raw)
+    raw = unquote(raw.rstrip(b"\t"))
     if raw.startswith(prefix):
         raw = raw[len(prefix) :]
     return raw.decode("utf-8", "replace")
@@ -211,7 +118,7 @@ def stream_commits(
         if max_commits:
             args.append(f"--max-count={max_commits}")
         process = repo.git.execute(
-            ["git", *_log_args(*args, rev, "--")], as_process=True, env=git_environment(repo)
+            ["git", *_log_args(*args, rev, "--")], as_process=True, env=read_only_env(repo.git_dir)
         )
         yield from _finish(process.proc, _parse(_Prefetch(process.proc.stdout)))
         return
@@ -225,7 +132,7 @@ def stream_commits(
                 stdin=subprocess.PIPE,
                 stdout=out,
                 stderr=subprocess.PIPE,
-                env={**os.environ, **git_environment(repo)},
+                env={**os.environ, **read_only_env(repo.git_dir)},
             )
             process.stdin.write("\n".join(order[index : index + size]).encode() + b"\n")
             process.stdin.close()
