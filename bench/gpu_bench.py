@@ -53,8 +53,8 @@ from training.data import (  # noqa: E402
     make_collator,
 )
 from training.errors import HunkwiseError  # noqa: E402
-from training.finetune import TrainOptions, _lora_config  # noqa: E402
 from training.models import build_tiny_tokenizer, resolve_device  # noqa: E402
+from training.options import TrainOptions, lora_config  # noqa: E402
 from training.tasks import (  # noqa: E402
     ADAPTER_TASKS,
     CR,
@@ -101,7 +101,7 @@ PRESET_DEFAULTS: dict[str, dict[str, int]] = {
         "hunks": 256,
         "max_new_tokens": 64,
     },
-    # seq_len 512 as CPU training uses (training.finetune.AUTO_DEFAULTS).
+    # seq_len 512 as CPU training uses (training.options.AUTO_DEFAULTS).
     "small": {
         "batch_size": 4,
         "steps": 8,
@@ -270,7 +270,7 @@ def add_task_adapters(base, autocast_adapter_dtype: bool = True):
     of a bf16 base held in float32, as :meth:`Engine.load` gets them."""
     from peft import get_peft_model
 
-    config = _lora_config(TrainOptions())
+    config = lora_config(TrainOptions())
     first, *others = ADAPTER_TASKS
     model = get_peft_model(
         base, config, adapter_name=first, autocast_adapter_dtype=autocast_adapter_dtype
@@ -305,7 +305,7 @@ def full_shapes_parameter_bytes() -> dict[str, Any]:
         warnings.simplefilter("ignore")
         base = build_base(FULL_SHAPES, _Ids(), "meta", torch.bfloat16, "sdpa")
         base_bytes = parameter_bytes(base)
-        model = get_peft_model(base, _lora_config(TrainOptions()))
+        model = get_peft_model(base, lora_config(TrainOptions()))
         # Four adapters of the same shapes.
         lora = 4 * sum(p.numel() for name, p in model.named_parameters() if "lora_" in name)
     return {
@@ -384,7 +384,7 @@ def bench_training(
 
     options = TrainOptions()
     torch.manual_seed(seed)
-    model = get_peft_model(base, _lora_config(options))
+    model = get_peft_model(base, lora_config(options))
     trainable = [p for p in model.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in model.parameters())
     on_cuda = device.startswith("cuda")

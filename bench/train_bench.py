@@ -32,7 +32,7 @@ from training.calibration import (  # noqa: E402
     size_model_for,
     yes_labels,
 )
-from training.evaluate import _bootstrap_aucs, _interval, roc_auc  # noqa: E402
+from training.metrics import bootstrap_aucs, interval95, roc_auc  # noqa: E402
 
 
 def _train(repo: Path, out: Path, device: str) -> tuple[dict, float]:
@@ -92,8 +92,8 @@ def _ablation(bundle: Path, data: Path, device: str) -> list[tuple[str, float, t
         )
         scores[name] = np.asarray(calibration.probabilities(logits["test"], texts["test"]))
     y = np.asarray(labels["test"])
-    samples = _bootstrap_aucs(y, scores, 1000, 0)
-    return [(name, roc_auc(y, s), _interval(samples[name][0])) for name, s in scores.items()]
+    samples = bootstrap_aucs(y, scores, 1000, 0)
+    return [(name, roc_auc(y, s), interval95(samples[name][0])) for name, s in scores.items()]
 
 
 def main() -> None:

@@ -5,12 +5,14 @@ data reading."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import datasets
 import pytest
 import torch
+from rich.console import Console
 
 import training.data
 from training.data import (
@@ -26,6 +28,7 @@ from training.data import (
     read_instruct_data,
 )
 from training.errors import HunkwiseError
+from training.mining.importers import import_file
 from training.models import build_tiny_model, build_tiny_tokenizer
 from training.tasks import INSTRUCT, RCG, RNP, Record, RecordMeta, render_prompt
 
@@ -308,10 +311,29 @@ def test_read_instruct_data_json_jsonl_and_directory(tmp_path):
     assert len(read_instruct_data(directory)) == 2
 
 
+def test_read_instruct_data_reads_alpaca_as_the_importer_does(tmp_path):
+    rows = [{"instruction": f"Task {i}.", "input": "", "output": f"y{i}"} for i in range(3)]
+    data = tmp_path / "code_alpaca.jsonl"
+    data.write_text(
+        "\n".join([json.dumps(rows[0]), "not json", json.dumps({"instruction": "x"})])
+        + "\n"
+        + "\n".join(json.dumps(row) for row in rows[1:])
+        + "\n"
+    )
+    log = io.StringIO()
+    records = read_instruct_data(data, Console(file=log, width=200))
+    assert [r.instruction for r in records] == ["Task 0.", "Task 1.", "Task 2."]
+    # The same records as `hunkwise import alpaca`, its bad rows logged by line the same way.
+    report, imported = import_file("alpaca", data)
+    assert records == imported and report.malformed_lines == [2, 3]
+    assert f"{data}:2: skipped, bad_json" in log.getvalue()
+    assert f"{data}:3: skipped, missing_field: no 'output'" in log.getvalue()
+
+
 def test_read_instruct_data_errors(tmp_path):
     with pytest.raises(HunkwiseError, match="does not exist"):
         read_instruct_data(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text('{"text": "no instruction here"}')
-    with pytest.raises(HunkwiseError, match="Alpaca-style"):
+    with pytest.raises(HunkwiseError, match="could be read as alpaca data"):
         read_instruct_data(bad)

@@ -5,22 +5,15 @@ the Trainer through the packing collator (the GPU path) as well as the padding o
 from __future__ import annotations
 
 import pytest
-import torch
 
 import training.data
-from tests.test_finetune import OPTIONS, Interrupt, write_records
+from tests.training_records import OPTIONS, Interrupt, write_records
 from training.bundle import read_manifest
-from training.finetune import TrainOptions, default_work_dir, train_bundle
+from training.finetune import default_work_dir, train_bundle
+from training.options import TrainOptions
 from training.tasks import RCG, RNP
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny matrices on a shared two-core machine: one thread is faster than two.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_resume_reads_the_encoded_records_back(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Metrics, baselines and the evaluation report (training/evaluate.py).
+"""Metrics, baselines and the evaluation report (training/metrics.py, training/report.py).
 
 The BLEU golden numbers were computed with CodeReviewer's own ``bleu_fromstr``
 (CodeBERT ``CodeReviewer/code/evaluator/smooth_bleu.py``, NLTK 3.7) and are written
@@ -18,26 +18,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.evaluate import (
-    EvaluationReport,
+from training.calibration import hunk_line_counts, lapredict_fit, weighted_aucs
+from training.metrics import (
     bleu4,
     bleu_tokens,
     classification_metrics,
     evaluate_generation,
     evaluate_rnp,
     exact_match,
-    hunk_line_counts,
-    lapredict_fit,
-    line_chart_svg,
     load_stopwords,
     majority_label,
     pr_auc,
     precision_at,
     precision_recall_curve,
     roc_auc,
-    weighted_aucs,
-    write_report,
 )
+from training.report import EvaluationReport, line_chart_svg, write_report
 
 SMALL_STOPWORDS = {"the", "a", "is", "this"}
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import random
 import subprocess
 import sys
 import textwrap
@@ -19,62 +18,19 @@ from click.testing import CliRunner
 from rich.console import Console
 from transformers import TrainerCallback
 
-from tests.model_sizes import SMALL_MODEL
+from tests.training_records import OPTIONS, Interrupt, make_records, write_records
 from training.bundle import BundleError, read_manifest
 from training.cli import main
 from training.errors import HunkwiseError
-from training.finetune import TrainOptions, default_work_dir, train_bundle
+from training.finetune import Stage, _stages, default_work_dir, train_bundle
 from training.mining.dataset import split_by_time, write_dataset
-from training.tasks import ADAPTER_TASKS, CR, EDIT, RCG, RNP, Record, RecordMeta, cr_input
+from training.options import TrainOptions
+from training.record_selection import balanced_rnp, read_training_records
+from training.tasks import ADAPTER_TASKS, EDIT, RCG, RNP, Record, RecordMeta
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-OPTIONS = TrainOptions(
-    epochs=2,
-    stage0_epochs=2,
-    stage1_epochs=1,
-    batch_size=4,
-    max_length=256,
-    lora_r=4,
-    lora_alpha=8,
-    tiny_vocab_size=512,
-    tiny_config=SMALL_MODEL,
-    seed=0,
-    device="cpu",
-)
-
-NAMES = ["count", "total", "items", "value", "result", "index", "name", "path"]
-
-
-def make_records(task: str, n: int = 10) -> list[Record]:
-    """``n`` records of one task, one commit each, oldest first (8 train, 1 valid, 1 test)."""
-    rng = random.Random(task)
-    records = []
-    for i in range(n):
-        old, new = rng.sample(NAMES, 2)
-        hunk = (
-            f"@@ -{i},2 +{i},2 @@\n def f{i}({old}):\n"
-            f"-    return {old} + {i}\n+    return {new} * {i}\n"
-        )
-        meta = RecordMeta(commit=f"{task}{i:02d}", time=f"2024-01-{i + 1:02d}T00:00:00+00:00")
-        if task == RNP:
-            records.append(Record.make(task, hunk, "yes" if i % 2 else "no", meta))
-        elif task == RCG:
-            records.append(Record.make(task, hunk, f"Use {new} instead of {old}.", meta))
-        elif task == CR:
-            code = cr_input(f"Rename {old} to {new}.", f"x = {old}\n")
-            records.append(Record.make(task, code, f"x = {new}\n", meta))
-        else:
-            records.append(
-                Record.make(task, f"x = {old}\n", f"x = {new}\n", meta, f"Rename {old} to {new}")
-            )
-    return records
-
-
-def write_records(path: Path, tasks=ADAPTER_TASKS) -> Path:
-    write_dataset(path, {task: split_by_time(make_records(task)) for task in tasks}, {})
-    return path
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class StepRecorder(TrainerCallback):
@@ -86,26 +42,6 @@ class StepRecorder(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         stage = Path(args.output_dir).parent.name
         self.steps.setdefault(stage, []).append(state.global_step)
-
-
-class Interrupt(TrainerCallback):
-    """Stands in for Ctrl-C (or a lost machine) in the middle of one stage."""
-
-    def __init__(self, stage: str, step: int) -> None:
-        self.stage, self.step = stage, step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if Path(args.output_dir).parent.name == self.stage and state.global_step == self.step:
-            raise KeyboardInterrupt
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny matrices on a shared two-core machine: one thread is faster than two.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -235,22 +171,64 @@ def test_an_interrupted_run_resumes(tmp_path):
 
 
 def test_rnp_training_records_are_balanced():
-    from training.finetune import _balanced_rnp
-
     records = [
         Record.make(
             RNP, f"@@ -{i} +{i} @@\n+x = {i}\n", "yes" if i % 5 == 0 else "no", RecordMeta()
         )
         for i in range(100)
     ]
-    balanced = _balanced_rnp(records, ratio=1.0, cap=None)
+    balanced = balanced_rnp(records, ratio=1.0, cap=None)
     labels = [record.output for record in balanced]
     assert labels.count("yes") == 20 and labels.count("no") == 20
     assert balanced == [record for record in records if record in balanced]  # time order kept
     assert balanced[-1] is records[-1]  # the newest "no" records are the ones kept
-    capped = [record.output for record in _balanced_rnp(records, ratio=3.0, cap=20)]
+    capped = [record.output for record in balanced_rnp(records, ratio=3.0, cap=20)]
     assert capped.count("yes") == 5 and capped.count("no") == 15
-    assert _balanced_rnp(records, ratio=None, cap=10) == records[-10:]
+    assert balanced_rnp(records, ratio=None, cap=10) == records[-10:]
+
+
+def test_a_run_is_described_by_its_stages(tmp_path, data_dir):
+    alpaca = tmp_path / "code_alpaca.json"
+    rows = [{"instruction": f"Add {i}.", "input": "x", "output": f"x + {i}"} for i in range(50)]
+    alpaca.write_text(json.dumps(rows))
+    options = TrainOptions(**{**OPTIONS.__dict__, "stage1_data": alpaca}).resolved("cpu")
+    records = read_training_records(data_dir, options)
+    work = tmp_path / "work"
+    stage0, stage1, *adapters = _stages("tiny", records, options, work, None)
+    # Stage 0 builds the tiny base from scratch on every task's records and saves all of it.
+    assert (stage0.name, stage0.base, stage0.saves, stage0.seeded) == (
+        "stage0",
+        None,
+        "model",
+        True,
+    )
+    assert len(stage0.train) == 4 * 8 and len(stage0.valid) == 4
+    assert (stage0.learning_rate, stage0.epochs) == (1e-3, 2)
+    # Stage 1 trains an adapter on that base, holding out a twentieth of its data, unseeded.
+    tiny_base = str(work / "stage0" / "final")
+    assert (stage1.name, stage1.base, stage1.merged, stage1.saves) == (
+        "stage1",
+        tiny_base,
+        None,
+        "adapter",
+    )
+    assert (len(stage1.train), len(stage1.valid), stage1.seeded) == (48, 2, False)
+    assert stage1.epochs == 1 and not stage1.classifier
+    # One adapter per task on the base with stage 1 merged in; rnp trained as a classifier.
+    assert [stage.name for stage in adapters] == list(ADAPTER_TASKS)
+    for stage in adapters:
+        assert (stage.base, stage.merged, stage.saves) == (
+            tiny_base,
+            work / "stage1" / "final",
+            "adapter",
+        )
+        assert stage.classifier == (stage.name == RNP) and stage.seeded
+        assert stage.train == tuple(records.train[stage.name]) and stage.epochs == 2
+    # A real base: no stage 0, and every adapter starts from the base as the manifest names it.
+    plain = TrainOptions(**{**OPTIONS.__dict__, "tasks": (RCG,)}).resolved("cpu")
+    (only,) = _stages("./models/base", read_training_records(data_dir, plain), plain, work, None)
+    assert isinstance(only, Stage) and only.name == RCG and only.merged is None
+    assert only.base == str(Path("./models/base").resolve())
 
 
 def test_a_history_without_labelled_fixes_trains_no_rnp_adapter_and_says_why(tmp_path):
@@ -357,9 +335,9 @@ def test_two_processes_under_torchrun(tmp_path):
             import sys
             from pathlib import Path
             sys.path.insert(0, {str(ROOT)!r})
-            sys.path.insert(0, {str(Path(__file__).parent)!r})
-            from test_finetune import OPTIONS
-            from training.finetune import TrainOptions, train_bundle
+            from tests.training_records import OPTIONS
+            from training.finetune import train_bundle
+            from training.options import TrainOptions
             options = TrainOptions(**{{**OPTIONS.__dict__, "tasks": ("rnp",), "batch_size": 2}})
             train_bundle(Path({str(data)!r}), "tiny", Path({str(out)!r}), options)
             """

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
 import pytest
 import torch
 
 from tests.model_sizes import SMALL_MODEL
+from training.config import RepoConfig
 from training.errors import HunkwiseError
 from training.models import (
     TINY,
     build_tiny_model,
     build_tiny_tokenizer,
+    device_name,
     load_base,
     resolve_device,
 )
@@ -167,3 +170,52 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(HunkwiseError, match="no CUDA"):
             resolve_device("cuda")
+
+
+DEVICES_TAKEN = {"auto": "auto", " CPU ": "cpu", "cuda": "cuda", "Cuda:1": "cuda:1", "mps": "mps"}
+DEVICES_REFUSED = ["tpu", "xpu", "cuda:", "cuda:x", "cuda:-1", "cpu:0", "auto:0", "", 3]
+
+
+def _cli_device(command: str, value) -> str | None:
+    """What the command line makes of ``--device value`` (None: refused), parsing only."""
+    from training.cli import main
+
+    required = {
+        "train": ["--data", "d", "--base", "tiny", "--out", "b"],
+        "train-from-repo": ["--base", "tiny"],
+        "eval": ["--bundle", "b"],
+        "review": [],
+    }[command]
+    try:
+        context = main.commands[command].make_context(command, [*required, "--device", value])
+    except click.BadParameter:
+        return None
+    return context.params["device"]
+
+
+def _config_device(value) -> str | None:
+    try:
+        return RepoConfig({"device": value}).checked()["device"]
+    except HunkwiseError:
+        return None
+
+
+@pytest.mark.parametrize("value", [*DEVICES_TAKEN, *DEVICES_REFUSED])
+def test_one_device_rule_for_options_settings_and_the_engine(value):
+    expected = DEVICES_TAKEN.get(value)
+    assert (device_name(value) if expected else None) == expected
+    if expected is None:
+        with pytest.raises(ValueError, match="auto, cpu, cuda, cuda:N or mps"):
+            device_name(value)
+    # The configuration file (and the language server's settings, which convert alike).
+    assert _config_device(value) == expected
+    # Every command that takes --device (a shell passes text, never the number).
+    if isinstance(value, str):
+        for command in ("train", "train-from-repo", "eval", "review"):
+            assert _cli_device(command, value) == expected, command
+    # What loads a model (train_bundle, the engine): refused as unknown, or resolved.
+    if value and expected is None:
+        with pytest.raises(HunkwiseError, match="unknown device"):
+            resolve_device(value)
+    elif expected in ("auto", "cpu"):
+        assert resolve_device(value) in ("cpu", "cuda", "mps")

@@ -19,19 +19,25 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from training.errors import HunkwiseError
+from training.output_dirs import check_writable
 from training.tasks import ADAPTER_TASKS, LABEL_WORDS, TEMPLATE_NAME
+
+if TYPE_CHECKING:
+    from training.options import TrainOptions
 
 BUNDLE_FORMAT = "hunkwise-bundle/1"
 MANIFEST = "manifest.json"
 #: A manifest's ``base_model`` for a base stored in the bundle's ``base/`` (the tiny preset).
 BUNDLE_BASE = "bundle:base"
+#: The manifest's ``stage1`` and the directory of the stage-1 adapter, when there is one.
+STAGE1 = "stage1"
 ADAPTER_FILES: tuple[str, ...] = ("adapter_config.json", "adapter_model.safetensors")
 
 _RETRAIN = "retrain it with `hunkwise train-from-repo` (or `hunkwise train`)"
@@ -306,6 +312,92 @@ def write_manifest(directory: Path, manifest: Manifest) -> Path:
     return path
 
 
+@dataclass
+class StageResult:
+    """What one training stage (stage0, stage1, or a task's adapter) did, as the manifest
+    records it in ``training.stages``."""
+
+    name: str
+    train_records: int
+    valid_records: int
+    steps: int
+    train_loss: float | None
+    eval_loss: float | None
+    seconds: float
+    loss_history: list[list[float]] = field(default_factory=list)
+    eval_loss_history: list[list[float]] = field(default_factory=list)
+    encoding: dict[str, int] = field(default_factory=dict)
+    max_length: int = 0
+    #: Finished in an earlier, interrupted run and reused (not recorded).
+    reused: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("reused")
+        return data
+
+
+def training_manifest(
+    base: str,
+    base_model: str,
+    data_dir: Path,
+    options: TrainOptions,
+    results: Sequence[StageResult],
+    *,
+    tasks: Sequence[str],
+    records: Mapping[str, Mapping[str, Any]],
+    skipped: Mapping[str, str],
+    device: str,
+    world_size: int,
+    seconds: float,
+) -> Manifest:
+    """The manifest of a bundle trained on ``base`` (as given; ``base_model`` as the
+    manifest names it) with ``options`` (resolved): its adapters, and under ``training``
+    what the stages saw and did. ``records`` counts each task's records; ``skipped`` says
+    why the tasks left out were."""
+    from training import __version__
+    from training.rnp import prompt_budget, rnp_prompt_tokens
+
+    adapters = [result for result in results if result.name in tasks]
+    max_length = max(result.max_length for result in adapters)
+    return Manifest(
+        base_model=base_model,
+        template=TEMPLATE_NAME,
+        stage1=STAGE1 if options.stage1_data is not None else None,
+        tasks={task: task for task in tasks},
+        training={
+            "hunkwise": __version__,
+            "data": str(Path(data_dir).resolve()),
+            "base": base,
+            "device": device,
+            "world_size": world_size,
+            "options": options.hyper_parameters(),
+            # The lengths training saw; the engine keeps prompts within max_prompt_tokens
+            # (training never cut a response below a quarter of max_length).
+            "max_length": max_length,
+            "max_prompt_tokens": prompt_budget(max_length),
+            # What rnp examples were cut to (the engine scores hunks cut the same way).
+            "rnp_prompt_tokens": rnp_prompt_tokens(options.rnp_prompt_tokens, max_length),
+            "records": {task: dict(records[task]) for task in tasks},
+            "skipped_tasks": dict(skipped),
+            "stages": {result.name: result.to_dict() for result in results},
+            "loss_history": {result.name: result.loss_history for result in adapters},
+            "eval_loss_history": {result.name: result.eval_loss_history for result in adapters},
+            "seconds": seconds,
+        },
+    )
+
+
+def copy_adapter(source: Path, target: Path, base_model: str) -> None:
+    """Copy a trained LoRA adapter into a bundle, its config naming the bundle's base."""
+    shutil.copytree(source, target)
+    config = target / "adapter_config.json"
+    data = json.loads(config.read_text(encoding="utf-8"))
+    # Not the work dir it was trained against, which is gone after the run.
+    data["base_model_name_or_path"] = base_model
+    config.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
 def cache_root() -> Path:
     """Where default bundles live: ``$XDG_CACHE_HOME/hunkwise`` (or ``~/.cache/hunkwise``)."""
     cache = os.environ.get("XDG_CACHE_HOME", "")
@@ -464,31 +556,6 @@ def clean_stale(final: Path) -> list[Path]:
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)
     return removed
-
-
-def check_writable(path: Path, what: str = "output directory") -> None:
-    """Refuse, before any work starts, a directory that cannot be created or written: it
-    (or its nearest existing ancestor, which must be a directory) must be writable, and so
-    must its parent, where atomic writers put their temp files."""
-    path = Path(path).expanduser().absolute()
-    if path.exists() and not path.is_dir():
-        raise HunkwiseError(f"cannot write the {what} {path}: it exists and is not a directory")
-    targets = [path] if path.is_dir() else []
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise HunkwiseError(f"cannot write the {what} {path}: {ancestor} is not a directory")
-    for target in [*targets, ancestor]:
-        # A real probe (an empty directory made and removed at once): permission bits do
-        # not tell root about read-only mounts, /proc and the like.
-        try:
-            tempfile.TemporaryDirectory(prefix=".hunkwise-probe-", dir=target).cleanup()
-        except OSError as error:
-            raise HunkwiseError(
-                f"cannot write the {what} {path}: cannot create anything in {target} "
-                f"({error.strerror or type(error).__name__})"
-            ) from None
 
 
 def ensure_replaceable(final: Path) -> None:

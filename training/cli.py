@@ -19,9 +19,11 @@ import click
 
 from training import __version__
 from training.errors import HunkwiseError, first_line
+from training.mining.filters import MAX_FILE_BYTES, MAX_HUNK_LINES
 
 if TYPE_CHECKING:
-    from training.finetune import TrainOptions
+    from training.mining.miner import MineOptions
+    from training.options import TrainOptions
 
 
 def handle_stop_signals() -> None:
@@ -114,20 +116,30 @@ def user_errors(command):
 
 
 class _Device(click.ParamType):
-    """A torch device as every command and the server's ``device`` setting take it."""
+    """A torch device as every command, training option and the ``device`` setting take it
+    (:func:`training.models.device_name`)."""
 
     name = "device"
 
     def convert(self, value, param, ctx):
-        from training.config import FIELDS, BadValue
+        from training.models import device_name
 
         try:
-            return FIELDS["device"][1](value)
-        except BadValue as error:
+            return device_name(value)
+        except ValueError as error:
             self.fail(f"{value!r} {error}", param, ctx)
 
 
 DEVICE = _Device()
+
+#: ``--device`` of the commands that load a model themselves (train, train-from-repo, eval).
+DEVICE_OPTION = click.option(
+    "--device",
+    type=DEVICE,
+    default="auto",
+    show_default=True,
+    help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.",
+)
 
 
 #: ``--repo``: the repository a command works on (review, dismiss, status).
@@ -139,6 +151,82 @@ REPO_OPTION = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="The git repository (or a directory inside it).",
 )
+
+
+#: The options of mining, by the MineOptions field each sets (see :func:`mining_options`).
+_MINING_OPTIONS = {
+    "rev": click.option(
+        "--rev", default="HEAD", show_default=True, help="Revision whose history is mined."
+    ),
+    "max_commits": click.option(
+        "--max-commits",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Mine only the newest N commits of that history.",
+    ),
+    "horizon_commits": click.option(
+        "--horizon-commits",
+        type=click.IntRange(min=1),
+        default=None,
+        help="A hunk needed review if a fix touched its lines within the next N commits "
+        "[default: 100, or a fifth of a shorter history (at least 3)].",
+    ),
+    "horizon_days": click.option(
+        "--horizon-days",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Or: within D days of the commit (instead of --horizon-commits).",
+    ),
+    "jobs": click.option(
+        "--jobs",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="git processes that compute the diffs in parallel (the line tracking is one stream).",
+    ),
+    "max_file_bytes": click.option(
+        "--max-file-bytes",
+        type=click.IntRange(min=1),
+        default=MAX_FILE_BYTES,
+        show_default=True,
+        help="Skip files whose diff in one commit is larger than this.",
+    ),
+    "max_hunk_lines": click.option(
+        "--max-hunk-lines",
+        type=click.IntRange(min=1),
+        default=MAX_HUNK_LINES,
+        show_default=True,
+        help="Skip hunks longer than this many lines.",
+    ),
+}
+
+
+def mine_options(**values) -> MineOptions:
+    """The MineOptions of the mining options a command was given (the rest at their
+    defaults); a usage error for a horizon given both ways."""
+    from training.mining.miner import MineOptions
+
+    if values.get("horizon_commits") is not None and values.get("horizon_days") is not None:
+        raise click.UsageError("give either --horizon-commits or --horizon-days, not both")
+    return MineOptions(**values)
+
+
+def mining_options(*names: str):
+    """The mining options ``names`` (MineOptions fields; default: all of them) of a command
+    that mines; they arrive in the command as ``mining`` (a MineOptions), not one by one."""
+    chosen = names or tuple(_MINING_OPTIONS)
+
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            values = {name: kwargs.pop(name) for name in chosen}
+            return command(*args, mining=mine_options(**values), **kwargs)
+
+        for name in reversed(chosen):
+            wrapper = _MINING_OPTIONS[name](wrapper)
+        return wrapper
+
+    return decorate
 
 
 def _count(n: int, word: str) -> str:
@@ -185,61 +273,10 @@ def main(debug: bool) -> None:
     "[default: the dataset folder beside the repository's default bundle, where "
     "train-from-repo keeps it].",
 )
-@click.option("--rev", default="HEAD", show_default=True, help="Revision whose history is mined.")
-@click.option(
-    "--max-commits",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Mine only the newest N commits of that history.",
-)
-@click.option(
-    "--horizon-commits",
-    type=click.IntRange(min=1),
-    default=None,
-    help="A hunk needed review if a fix touched its lines within the next N commits "
-    "[default: 100, or a fifth of a shorter history (at least 3)].",
-)
-@click.option(
-    "--horizon-days",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Or: within D days of the commit (instead of --horizon-commits).",
-)
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="git processes that compute the diffs in parallel (the line tracking is one stream).",
-)
-@click.option(
-    "--max-file-bytes",
-    type=click.IntRange(min=1),
-    default=1_000_000,
-    show_default=True,
-    help="Skip files whose diff in one commit is larger than this.",
-)
-@click.option(
-    "--max-hunk-lines",
-    type=click.IntRange(min=1),
-    default=200,
-    show_default=True,
-    help="Skip hunks longer than this many lines.",
-)
+@mining_options()
 @click.option("--json", "json_output", is_flag=True, help="Print stats as JSON on stdout.")
 @user_errors
-def mine(
-    repo: Path,
-    out: Path | None,
-    rev: str,
-    max_commits: int | None,
-    horizon_commits: int | None,
-    horizon_days: float | None,
-    jobs: int,
-    max_file_bytes: int,
-    max_hunk_lines: int,
-    json_output: bool,
-) -> None:
+def mine(repo: Path, out: Path | None, mining: MineOptions, json_output: bool) -> None:
     """Mine REPO's git history into review training records (default: the current directory).
 
     \b
@@ -247,28 +284,17 @@ def mine(
       hunkwise mine ~/src/flask --out data/flask
       hunkwise mine . --max-commits 2000 --jobs 2 --json
     """
-    from training.mining.miner import MineOptions, mine_repository
+    from training.mining.miner import mine_repository
     from training.progress import summary_table
 
-    if horizon_commits is not None and horizon_days is not None:
-        raise click.UsageError("give either --horizon-commits or --horizon-days, not both")
     if out is None:
         from training.bundle import default_bundle_dir
-        from training.review import repo_root
+        from training.gitio.command import repo_root
 
         bundle = default_bundle_dir(repo_root(repo))
         out = bundle.parent / f".{bundle.name}.data"
-    options = MineOptions(
-        rev=rev,
-        max_commits=max_commits,
-        horizon_commits=horizon_commits,
-        horizon_days=horizon_days,
-        jobs=jobs,
-        max_file_bytes=max_file_bytes,
-        max_hunk_lines=max_hunk_lines,
-    )
     console = _console(json_output)
-    stats = mine_repository(repo, out, options, console=console)
+    stats = mine_repository(repo, out, mining, console=console)
     if json_output:
         click.echo(json.dumps(stats, indent=2, ensure_ascii=False))
     else:
@@ -449,6 +475,7 @@ def review(
     --fail-on-probability), 2 bad usage or input, 3 runtime failure."""
     from training.bundle import read_manifest
     from training.config import read_repo_config
+    from training.gitio.command import repo_root
     from training.review import (
         display_path,
         finding_lines,
@@ -460,7 +487,6 @@ def review(
         render_json,
         render_sarif,
         render_text,
-        repo_root,
         review_threshold,
         scoring_problem,
     )
@@ -570,105 +596,89 @@ def review(
 
 
 def _task_list(ctx, param, value: str | None) -> tuple[str, ...] | None:
-    from training.tasks import ADAPTER_TASKS
+    from training.options import check_tasks
 
     if value is None:
         return None
     tasks = tuple(dict.fromkeys(task.strip() for task in value.split(",") if task.strip()))
-    unknown = [task for task in tasks if task not in ADAPTER_TASKS]
-    if unknown or not tasks:
-        raise click.BadParameter(
-            f"unknown task(s) {', '.join(unknown) or '(none)'}; choose from "
-            f"{','.join(ADAPTER_TASKS)}"
-        )
+    try:
+        check_tasks(tasks)
+    except HunkwiseError as error:
+        raise click.BadParameter(str(error)) from None
     return tasks
+
+
+#: The fine-tuning options of `train` and `train-from-repo`, by the TrainOptions field each
+#: sets (see :func:`training_options`).
+_TRAINING_OPTIONS = {
+    "tasks": click.option(
+        "--tasks",
+        callback=_task_list,
+        default=None,
+        help="Comma-separated adapters to train [default: rnp,rcg,cr,edit].",
+    ),
+    "stage1_data": click.option(
+        "--stage1-data",
+        type=click.Path(exists=True, path_type=Path),
+        default=None,
+        help="Alpaca / Code Alpaca JSON or JSONL for stage-1 instruction tuning (optional).",
+    ),
+    "epochs": click.option(
+        "--epochs",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Epochs per adapter [default: 3 on a GPU, 1 on CPU].",
+    ),
+    "max_steps": click.option(
+        "--max-steps",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Cap every stage at N optimizer steps (wins over --epochs).",
+    ),
+    "batch_size": click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=4,
+        show_default=True,
+        help="Per device.",
+    ),
+    "max_length": click.option(
+        "--max-length",
+        type=click.IntRange(min=64),
+        default=None,
+        help="Tokens per example; longer inputs are cut in the middle "
+        "[default: 1024 on a GPU, 512 on CPU].",
+    ),
+    "max_records_per_task": click.option(
+        "--max-records-per-task",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Train on the newest N records of each task, 0 for all "
+        "[default: all on a GPU, 600 on CPU].",
+    ),
+    "device": DEVICE_OPTION,
+    "resume": click.option(
+        "--resume",
+        is_flag=True,
+        help="Continue an interrupted run (same arguments) where it stopped.",
+    ),
+}
 
 
 def training_options(command):
     """The fine-tuning options `train` and `train-from-repo` share; they arrive in the
     command as ``options`` (a TrainOptions), not one by one."""
-    shared = [
-        click.option(
-            "--tasks",
-            callback=_task_list,
-            default=None,
-            help="Comma-separated adapters to train [default: rnp,rcg,cr,edit].",
-        ),
-        click.option(
-            "--stage1-data",
-            type=click.Path(exists=True, path_type=Path),
-            default=None,
-            help="Alpaca / Code Alpaca JSON or JSONL for stage-1 instruction tuning (optional).",
-        ),
-        click.option(
-            "--epochs",
-            type=click.FloatRange(min=0, min_open=True),
-            default=None,
-            help="Epochs per adapter [default: 3 on a GPU, 1 on CPU].",
-        ),
-        click.option(
-            "--max-steps",
-            type=click.IntRange(min=1),
-            default=None,
-            help="Cap every stage at N optimizer steps (wins over --epochs).",
-        ),
-        click.option(
-            "--batch-size",
-            type=click.IntRange(min=1),
-            default=4,
-            show_default=True,
-            help="Per device.",
-        ),
-        click.option(
-            "--max-length",
-            type=click.IntRange(min=64),
-            default=None,
-            help="Tokens per example; longer inputs are cut in the middle "
-            "[default: 1024 on a GPU, 512 on CPU].",
-        ),
-        click.option(
-            "--max-records-per-task",
-            type=click.IntRange(min=0),
-            default=None,
-            help="Train on the newest N records of each task, 0 for all "
-            "[default: all on a GPU, 600 on CPU].",
-        ),
-        click.option(
-            "--device",
-            type=click.Choice(["auto", "cpu", "cuda", "mps"]),
-            default="auto",
-            show_default=True,
-        ),
-        click.option(
-            "--resume",
-            is_flag=True,
-            help="Continue an interrupted run (same arguments) where it stopped.",
-        ),
-    ]
-    names = (
-        "tasks",
-        "stage1_data",
-        "epochs",
-        "max_steps",
-        "batch_size",
-        "max_length",
-        "max_records_per_task",
-        "device",
-        "resume",
-    )
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from training.finetune import TrainOptions
+        from training.options import TrainOptions
 
-        values = {name: kwargs.pop(name) for name in names}
-        tasks = values.pop("tasks")
-        options = TrainOptions(**values)
-        if tasks:
-            options.tasks = tasks
-        return command(*args, options=options, **kwargs)
+        values = {name: kwargs.pop(name) for name in _TRAINING_OPTIONS}
+        if values["tasks"] is None:  # every adapter
+            del values["tasks"]
+        return command(*args, options=TrainOptions(**values), **kwargs)
 
-    for option in reversed(shared):
+    for option in reversed(_TRAINING_OPTIONS.values()):
         wrapper = option(wrapper)
     return wrapper
 
@@ -721,7 +731,7 @@ def train(data_dir: Path, base: str, out: Path, options: TrainOptions, json_outp
 def _print_report(console, report) -> None:
     from rich.markdown import Markdown
 
-    from training.evaluate import report_markdown
+    from training.report import report_markdown
 
     # Images (the plots) are files in the bundle; a terminal shows the tables, and no
     # heading whose section held only a plot.
@@ -750,19 +760,7 @@ def _print_report(console, report) -> None:
     default=None,
     help="Bundle directory [default: $XDG_CACHE_HOME/hunkwise/<root commit>, shared by every clone].",
 )
-@click.option("--rev", default="HEAD", show_default=True, help="Revision whose history is mined.")
-@click.option(
-    "--max-commits",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Mine only the newest N commits.",
-)
-@click.option(
-    "--horizon-commits",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Label horizon in commits [default: 100, less on short histories].",
-)
+@mining_options("rev", "max_commits", "horizon_commits")
 @click.option(
     "--eval-limit",
     type=click.IntRange(min=0),
@@ -797,9 +795,7 @@ def train_from_repo(
     repo: Path,
     base: str,
     out: Path | None,
-    rev: str,
-    max_commits: int | None,
-    horizon_commits: int | None,
+    mining: MineOptions,
     eval_limit: int | None,
     stopwords: Path | None,
     options: TrainOptions,
@@ -818,12 +814,14 @@ def train_from_repo(
       hunkwise train-from-repo . --base tiny --progress json   # for a program to read
     """
     from training.bundle import default_bundle_dir, ensure_replaceable
-    from training.evaluate import evaluate_bundle, load_stopwords, write_bundle_report
+    from training.evaluate import evaluate_bundle
     from training.finetune import train_bundle
-    from training.mining.miner import MineOptions, mine_repository
+    from training.gitio.command import repo_root
+    from training.metrics import load_stopwords
+    from training.mining.miner import mine_repository
     from training.models import check_base
     from training.progress import JsonProgress, json_progress, progress_phase, summary_table
-    from training.review import repo_root
+    from training.report import write_bundle_report
 
     if json_output and progress_format == "json":
         raise click.UsageError(
@@ -844,12 +842,7 @@ def train_from_repo(
         events = json_progress(sink)
     with events as sink:
         with progress_phase("mine"):
-            stats = mine_repository(
-                root,
-                data,
-                MineOptions(rev=rev, max_commits=max_commits, horizon_commits=horizon_commits),
-                console=console,
-            )
+            stats = mine_repository(root, data, mining, console=console)
         console.print(
             summary_table(stats, title=f"mined {stats['repo']}: {stats['commits']} commits")
         )
@@ -906,7 +899,7 @@ def dismiss(hunk_ids: tuple[str, ...], repo: Path, reason: str | None, undismiss
       hunkwise dismiss 0f3c9a1b2d4e5f60 --reason "intended"
       hunkwise dismiss 0f3c9a1b2d4e5f60 --undismiss
     """
-    from training.review import repo_root
+    from training.gitio.command import repo_root
     from training.suppressions import DismissalStore
 
     store = DismissalStore.for_repo(repo_root(repo))
@@ -975,7 +968,7 @@ def status(repo: Path, bundle: Path | None, device: str | None, json_output: boo
 
     from training.bundle import BundleError, find_default_bundle, read_manifest
     from training.config import read_repo_config
-    from training.review import repo_root
+    from training.gitio.command import repo_root
 
     root = repo_root(repo)
     repo_config = read_repo_config(root)
@@ -1069,13 +1062,7 @@ def status(repo: Path, bundle: Path | None, device: str | None, json_output: boo
     help="Flag hunks whose served score is at least this [default: the bundle's threshold, "
     "chosen on the valid split; 0.5 for bundles without one].",
 )
-@click.option(
-    "--device",
-    type=DEVICE,
-    default="auto",
-    show_default=True,
-    help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.",
-)
+@DEVICE_OPTION
 @click.option(
     "--predictions",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -1104,8 +1091,10 @@ def eval_(
       hunkwise eval --bundle ~/.cache/hunkwise/3f2a1c0d9e8b            # its own dataset
       hunkwise eval --bundle B --data data/flask --predictions p.jsonl --json
     """
-    from training.bundle import check_writable
-    from training.evaluate import evaluate_bundle, load_stopwords, write_bundle_report
+    from training.evaluate import evaluate_bundle
+    from training.metrics import load_stopwords
+    from training.output_dirs import check_writable
+    from training.report import write_bundle_report
 
     if data_dir is None:
         from training.bundle import read_manifest

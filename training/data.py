@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from training.errors import HunkwiseError
 from training.mining.dataset import read_split
-from training.tasks import INSTRUCT, Record, RecordMeta, render_prompt
+from training.tasks import INSTRUCT, Record, render_prompt
 
 if TYPE_CHECKING:
     from datasets import Dataset
+    from rich.console import Console
 
 #: Labels equal to this are left out of the loss (PyTorch's cross-entropy default).
 IGNORE_INDEX = -100
@@ -425,14 +426,17 @@ def make_collator(tokenizer, packed: bool) -> PaddingCollator | PackingCollator:
     return PaddingCollator(pad_token_id=pad)
 
 
-def read_instruct_data(path: Path) -> list[Record]:
+def read_instruct_data(path: Path, console: Console | None = None) -> list[Record]:
     """Stage-1 instruction data as ``instruct`` records.
 
     ``path`` is an Alpaca / Code Alpaca file (a JSON list or JSONL of objects with
-    ``instruction``, ``input`` and ``output``), or a dataset directory written by
-    ``hunkwise import alpaca`` (its ``instruct/train.jsonl``). Rows without an
-    instruction or output are skipped.
+    ``instruction``, ``input`` and ``output``), read as ``hunkwise import alpaca`` reads it
+    (:func:`training.mining.importers.alpaca_records`: malformed rows skipped, counted and
+    logged to ``console``), or a dataset directory written by ``hunkwise import alpaca``
+    (its ``instruct/train.jsonl``).
     """
+    from training.mining.importers import import_file
+
     path = Path(path)
     if path.is_dir():
         records = read_split(path, INSTRUCT, "train")
@@ -441,41 +445,5 @@ def read_instruct_data(path: Path) -> list[Record]:
         return records
     if not path.is_file():
         raise HunkwiseError(f"stage-1 data {path} does not exist")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    rows: list[Any]
-    try:
-        loaded = json.loads(text)
-        rows = loaded if isinstance(loaded, list) else [loaded]
-    except json.JSONDecodeError:
-        rows = []
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    records = []
-    for row in rows:
-        if not isinstance(row, dict):
-            continue
-        instruction, output = row.get("instruction"), row.get("output")
-        if not isinstance(instruction, str) or not isinstance(output, str):
-            continue
-        if not instruction.strip() or not output.strip():
-            continue
-        records.append(
-            Record(
-                task=INSTRUCT,
-                instruction=instruction,
-                input=str(row.get("input") or ""),
-                output=output,
-                meta=RecordMeta(source="alpaca"),
-            )
-        )
-    if not records:
-        raise HunkwiseError(
-            f"{path}: no instruction/input/output rows found; stage-1 data must be Alpaca-style "
-            "JSON (a list of objects) or JSONL"
-        )
+    _, records = import_file("alpaca", path, console, progress=False)
     return records

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,7 +123,7 @@ class Engine:
         from peft import PeftModel
         from safetensors import SafetensorError
 
-        from training.models import load_base
+        from training.models import load_base, quiet_libraries
 
         bundle = Path(bundle)
         manifest = read_manifest(bundle)
@@ -133,7 +132,7 @@ class Engine:
         # read_manifest has checked every adapter directory (safetensors weights only).
         adapter_dirs = {task: bundle / subdir for task, subdir in manifest.tasks.items()}
 
-        with _quiet_loading(), torch.no_grad():
+        with quiet_libraries(), torch.no_grad():
             model, tokenizer = load_base(manifest.base_model, device=device, bundle=bundle)
             loading = manifest.stage1 or ""
             try:
@@ -438,23 +437,6 @@ def _hunk_text(hunk: Hunk | str) -> str:
 def _same_length(first: Sequence, second: Sequence, first_name: str, second_name: str) -> None:
     if len(first) != len(second):
         raise ValueError(f"{len(first)} {first_name} but {len(second)} {second_name}")
-
-
-@contextlib.contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """No weight-loading progress bars or library deprecation warnings while a bundle loads:
-    they would land in a user's terminal or the language server's log on every load."""
-    from transformers.utils import logging as hf_logging
-
-    bars_were_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            yield
-    finally:
-        if bars_were_on:
-            hf_logging.enable_progress_bar()
 
 
 def _max_prompt_tokens(manifest: Manifest, model, max_new_tokens: int) -> int:

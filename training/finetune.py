@@ -3,7 +3,8 @@
 Stage 0 (``--base tiny`` only): a BPE tokenizer and a small LLaMA built from scratch and
 fully trained on every task's records, so it learns the prompt format. Stage 1 (optional):
 a LoRA adapter on Alpaca-style instruction data, merged into the base afterwards. Stage 2:
-one LoRA adapter per task (rnp, rcg, cr, edit) on that base.
+one LoRA adapter per task (rnp, rcg, cr, edit) on that base. Each stage is a
+:class:`Stage` description, and one runner trains any of them.
 
 Every stage checkpoints into a work directory beside the bundle; ``resume`` reuses the
 finished stages and continues the running one from its last checkpoint. The same code runs
@@ -12,26 +13,24 @@ under ``torchrun`` / ``accelerate launch``: every process trains, only the main 
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import math
 import os
 import shutil
 import time
-import warnings
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from training.bundle import (
-    BUNDLE_BASE,
-    Manifest,
+    STAGE1,
+    StageResult,
     bundle_writer,
+    copy_adapter,
     ensure_replaceable,
+    training_manifest,
     write_manifest,
 )
 from training.data import encode_dataset, make_collator, read_instruct_data
@@ -39,127 +38,32 @@ from training.errors import HunkwiseError
 from training.mining.dataset import read_split
 from training.models import (
     TINY,
+    base_model_name,
     build_tiny_model,
     build_tiny_tokenizer,
     check_base,
-    is_local_path,
     load_base,
+    quiet_libraries,
 )
+from training.options import TrainOptions, lora_config
+from training.record_selection import TrainingRecords, instruct_split, read_training_records
 from training.rnp import (
     LeftPaddingCollator,
     class_weights,
     label_token_ids,
     pair_loss,
-    prompt_budget,
     rnp_prompt_tokens,
 )
-from training.tasks import ADAPTER_TASKS, LABEL_YES, RCG, RNP, TEMPLATE_NAME, Record, render_example
+from training.tasks import RCG, RNP, Record, render_example
 
 if TYPE_CHECKING:
     from rich.console import Console
     from transformers import TrainerCallback
 
 STAGE0 = "stage0"
-STAGE1 = "stage1"
 _STATS = "stats.json"
 _FINAL = "final"
 _RUN = "run.json"
-
-
-#: What ``None`` means for the options that depend on where training runs. A GPU gets the
-#: papers' settings; a CPU (or MPS) gets a run that finishes in minutes: it proves the
-#: pipeline on the tiny preset, not review quality. 0 records means "all of them".
-AUTO_DEFAULTS: dict[str, dict[str, Any]] = {
-    "gpu": {
-        "epochs": 3.0,
-        "stage0_epochs": 2.0,
-        "max_length": 1024,
-        "max_records_per_task": 0,
-        "max_eval_records": 400,
-        "rnp_prompt_tokens": 0,
-    },
-    "cpu": {
-        "epochs": 1.0,
-        "stage0_epochs": 2.0,
-        "max_length": 512,
-        "max_records_per_task": 600,
-        "max_eval_records": 40,
-        "rnp_prompt_tokens": 160,
-    },
-}
-
-
-@dataclass
-class TrainOptions:
-    """Hyper-parameters of one ``train_bundle`` run (LLaMA-Reviewer / InstructCoder defaults).
-
-    ``epochs`` apply to each adapter (stage 0 and stage 1 have their own); ``max_steps``,
-    when set, caps every stage (stage 0 included) and wins over the epochs.
-    ``batch_size`` is per device. Options left ``None`` take their value from
-    :data:`AUTO_DEFAULTS` for the device (see :meth:`resolved`).
-    """
-
-    tasks: tuple[str, ...] = ADAPTER_TASKS
-    epochs: float | None = None
-    max_steps: int | None = None
-    learning_rate: float = 3e-4
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    #: peft's shorthand for every linear projection (attention and MLP), not the LM head.
-    target_modules: str | tuple[str, ...] = "all-linear"
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int | None = None
-    warmup_ratio: float = 0.03
-    lr_scheduler: str = "cosine"
-    weight_decay: float = 0.0
-    seed: int = 42
-    device: str = "auto"
-    #: Alpaca / Code Alpaca JSON or JSONL (or a ``hunkwise import alpaca`` directory).
-    stage1_data: Path | None = None
-    stage1_epochs: float = 1.0
-    resume: bool = False
-    #: The newest N train records of each generating task (0: all), so a CPU run stays in
-    #: minutes. The rnp adapter trains on every labelled hunk (see ``rnp_negative_ratio``).
-    max_records_per_task: int | None = None
-    #: The newest N valid records of each task for the per-epoch evaluation (0: all).
-    max_eval_records: int | None = None
-    #: At most this many "no" per "yes" among the RNP train records. None (the default):
-    #: keep every labelled hunk; the loss weighs both classes equally instead (a history is
-    #: mostly "no", and a model trained on that unweighted says "no" to everything).
-    rnp_negative_ratio: float | None = None
-    #: Prompt tokens of an rnp example (the hunk cut in the middle beyond them), in training
-    #: and when the bundle scores; 0: the bundle's prompt budget (3/4 of max_length). The CPU
-    #: default keeps one epoch over every labelled hunk of a history like flask in minutes.
-    rnp_prompt_tokens: int | None = None
-    #: Stage 0 (tiny only): full training of the from-scratch model on all tasks.
-    stage0_epochs: float | None = None
-    stage0_learning_rate: float = 1e-3
-    tiny_vocab_size: int = 4096
-    #: ``LlamaConfig`` overrides for the tiny model (see ``training.models.TINY_CONFIG``).
-    tiny_config: dict[str, Any] = field(default_factory=dict)
-    #: Padding-free packing (position ids): None = on CUDA only.
-    packing: bool | None = None
-    gradient_checkpointing: bool = False
-    #: Where checkpoints go; default ``<out parent>/.<out name>.work``.
-    work_dir: Path | None = None
-
-    def resolved(self, device: str) -> TrainOptions:
-        """A copy with every ``None`` auto option set for ``device`` (``cuda...`` or not)."""
-        profile = AUTO_DEFAULTS["gpu" if device.startswith("cuda") else "cpu"]
-        values = {key: value for key, value in profile.items() if getattr(self, key) is None}
-        return dataclasses.replace(self, **values)
-
-    def fingerprint(self) -> dict[str, Any]:
-        """What must match for ``resume`` to continue a run (not device, resume, work_dir)."""
-        data = dataclasses.asdict(self)
-        for key in ("resume", "device", "work_dir"):
-            data.pop(key)
-        return json.loads(json.dumps(data, default=str))
-
-    def hyper_parameters(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
 
 
 def default_work_dir(out: Path) -> Path:
@@ -169,48 +73,105 @@ def default_work_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.work"
 
 
-# --- stage bookkeeping -------------------------------------------------------------------
+# --- the stages as data ------------------------------------------------------------------
 
 
-@dataclass
-class StageResult:
-    """What one stage (stage0, stage1, or a task's adapter) did."""
+@dataclass(frozen=True)
+class Stage:
+    """One Trainer run of a bundle: what it learns from, what it starts from, how fast and
+    how long, and what it saves. :func:`_run_stage` trains any of them."""
 
+    #: Its work subdirectory, its progress bar, and its entry in ``training.stages``.
     name: str
-    train_records: int
-    valid_records: int
-    steps: int
-    train_loss: float | None
-    eval_loss: float | None
-    seconds: float
-    loss_history: list[list[float]] = field(default_factory=list)
-    eval_loss_history: list[list[float]] = field(default_factory=list)
-    encoding: dict[str, int] = field(default_factory=dict)
-    max_length: int = 0
-    reused: bool = False
+    #: How messages call it ("stage 0", "stage 1", "rnp").
+    label: str
+    #: What it does, for the message that starts it.
+    doing: str
+    train: tuple[Record, ...]
+    valid: tuple[Record, ...]
+    learning_rate: float
+    epochs: float
+    #: What it starts from: a base (hub id, local directory, or stage 0's model), or None:
+    #: the tiny model, built from scratch with a tokenizer trained on its records.
+    base: str | None
+    #: A LoRA adapter merged into the base first (stage 1, under the task adapters).
+    merged: Path | None = None
+    #: "model": the whole model and its tokenizer (stage 0, the bundle's ``base/``);
+    #: "adapter": a LoRA adapter on the base (the bundle's directory of that name).
+    saves: Literal["model", "adapter"] = "adapter"
+    #: rnp: trained as the engine scores it (training.rnp), not on the next-token loss.
+    classifier: bool = False
+    #: Seeded with ``options.seed`` before its model is made. Stage 1 is not: its adapter
+    #: starts from the random state the run is in (after stage 0, for the tiny base).
+    seeded: bool = True
 
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data.pop("reused")
-        return data
+
+def _stages(
+    base: str,
+    records: TrainingRecords,
+    options: TrainOptions,
+    work: Path,
+    console: Console | None,
+) -> list[Stage]:
+    """The stages of a run, in order: stage 0 for the tiny base, stage 1 when there is
+    instruction data (read here, its bad rows logged to ``console``), one per task."""
+    stages: list[Stage] = []
+    # Where the adapters start: stage 0's model, or the base as the manifest names it.
+    start = str(work / STAGE0 / _FINAL) if base == TINY else base_model_name(base)
+    if base == TINY:
+        train, valid = records.mixed(options.max_records_per_task)
+        stages.append(
+            Stage(
+                name=STAGE0,
+                label="stage 0",
+                doing="training the tiny base",
+                train=tuple(train),
+                valid=tuple(valid),
+                learning_rate=options.stage0_learning_rate,
+                epochs=options.stage0_epochs,
+                base=None,
+                saves="model",
+            )
+        )
+    merged = None
+    if options.stage1_data is not None:
+        instructions = read_instruct_data(options.stage1_data, console)
+        train, valid = instruct_split(
+            instructions, options.max_records_per_task, options.max_eval_records
+        )
+        stages.append(
+            Stage(
+                name=STAGE1,
+                label="stage 1",
+                doing="instruction tuning",
+                train=tuple(train),
+                valid=tuple(valid),
+                learning_rate=options.learning_rate,
+                epochs=options.stage1_epochs,
+                base=start,
+                seeded=False,
+            )
+        )
+        merged = work / STAGE1 / _FINAL
+    for task, train in records.train.items():
+        stages.append(
+            Stage(
+                name=task,
+                label=task,
+                doing="training a LoRA adapter",
+                train=tuple(train),
+                valid=tuple(records.valid[task]),
+                learning_rate=options.learning_rate,
+                epochs=options.epochs or 1.0,
+                base=start,
+                merged=merged,
+                classifier=task == RNP,
+            )
+        )
+    return stages
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _finished(stage_dir: Path) -> StageResult | None:
-    """The result of a stage finished in an earlier (interrupted) run, if any."""
-    stats, final = stage_dir / _STATS, stage_dir / _FINAL
-    if not (stats.is_file() and final.is_dir()):
-        return None
-    try:
-        data = json.loads(stats.read_text(encoding="utf-8"))
-        return StageResult(**data, reused=True)
-    except (ValueError, TypeError):
-        return None
+# --- the run's processes and what every stage shares -------------------------------------
 
 
 class _Dist:
@@ -242,7 +203,37 @@ class _Dist:
         self.state.wait_for_everyone()
 
 
-# --- progress ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Run:
+    """What every stage of one ``train_bundle`` call shares."""
+
+    work: Path
+    options: TrainOptions
+    dist: _Dist
+    console: Console | None
+    callbacks: Sequence[TrainerCallback]
+
+    def say(self, message: str) -> None:
+        if self.console is not None and self.dist.is_main:
+            self.console.print(message)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _finished(stage_dir: Path) -> StageResult | None:
+    """The result of a stage finished in an earlier (interrupted) run, if any."""
+    stats, final = stage_dir / _STATS, stage_dir / _FINAL
+    if not (stats.is_file() and final.is_dir()):
+        return None
+    try:
+        data = json.loads(stats.read_text(encoding="utf-8"))
+        return StageResult(**data, reused=True)
+    except (ValueError, TypeError):
+        return None
 
 
 def _progress_callback(console: Console | None, description: str):
@@ -283,31 +274,74 @@ def _progress_callback(console: Console | None, description: str):
     return RichProgress()
 
 
-def _say(console: Console | None, dist: _Dist, message: str) -> None:
-    if console is not None and dist.is_main:
-        console.print(message)
+# --- one stage ---------------------------------------------------------------------------
 
 
-# --- one Trainer run ---------------------------------------------------------------------
+def _run_stage(stage: Stage, run: _Run) -> StageResult:
+    """Train ``stage`` (or reuse it, finished in an interrupted run) into its work dir."""
+    from peft import get_peft_model
+    from transformers import set_seed
+
+    stage_dir = run.work / stage.name
+    done = _finished(stage_dir)
+    if done is not None:
+        what = "the tiny base from" if stage.saves == "model" else "the adapter in"
+        run.say(f"[dim]{stage.label}: reusing {what} {stage_dir / _FINAL}[/]")
+        return done
+    if stage.base is None:
+        model, tokenizer = _tiny_base(stage, stage_dir, run)
+    else:
+        run.say(f"{stage.label}: {stage.doing} on {len(stage.train)} records")
+        if stage.seeded:
+            set_seed(run.options.seed)
+        model, tokenizer = _load_base(stage.base, stage.merged, run.dist)
+    max_length = _max_length(run.options, model)
+    if stage.saves == "adapter":
+        model = get_peft_model(model, lora_config(run.options))
+    return _fit(stage, model, tokenizer, max_length, run)
 
 
-@dataclass
-class _Fit:
-    """Everything one Trainer run needs."""
+def _tiny_base(stage: Stage, stage_dir: Path, run: _Run):
+    """The tiny model and its tokenizer, trained on the stage's records by one process
+    (the others load it, so all share one vocabulary)."""
+    from transformers import AutoTokenizer, set_seed
 
-    name: str
-    stage_dir: Path
-    model: Any
-    tokenizer: Any
-    train: list[Record]
-    valid: list[Record]
-    learning_rate: float
-    epochs: float
-    max_length: int
-    full_model: bool = False
-    #: rnp: the ("yes", "no") label token ids; the adapter is then trained as the engine
-    #: scores (training.rnp), not on the generic next-token loss.
-    classifier: tuple[int, int] | None = None
+    options, dist = run.options, run.dist
+    tokenizer_dir = stage_dir / "tokenizer"
+    if dist.is_main and not (options.resume and (tokenizer_dir / "tokenizer.json").is_file()):
+        run.say(f"{stage.label}: building the tiny tokenizer from the training records")
+        texts = (render_example(r.instruction, r.input, r.output, "") for r in stage.train)
+        tokenizer = build_tiny_tokenizer(texts, vocab_size=options.tiny_vocab_size)
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(str(tokenizer_dir))
+    dist.barrier()
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    if stage.seeded:
+        set_seed(options.seed)
+    model = build_tiny_model(tokenizer, **options.tiny_config)
+    tasks = len({record.task for record in stage.train})
+    run.say(
+        f"{stage.label}: {stage.doing} ({model.num_parameters() / 1e6:.1f} M parameters) "
+        f"on {len(stage.train)} records of {tasks} tasks"
+    )
+    return model, tokenizer
+
+
+def _load_base(base: str, merged: Path | None, dist: _Dist):
+    """A base loaded fresh (so no adapter leaks into the next stage), with the adapter
+    ``merged`` merged in when there is one."""
+    model, tokenizer = load_base(base, device=dist.device)
+    if merged is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(merged)).merge_and_unload()
+    return model, tokenizer
+
+
+def _max_length(options: TrainOptions, model) -> int:
+    assert options.max_length is not None
+    limit = getattr(model.config, "max_position_embeddings", None)
+    return min(options.max_length, limit) if limit else options.max_length
 
 
 def _last_complete_checkpoint(checkpoints: Path) -> str | None:
@@ -326,48 +360,42 @@ def _history(log_history: list[dict], key: str) -> list[list[float]]:
     return [[entry["step"], round(float(entry[key]), 5)] for entry in log_history if key in entry]
 
 
-def _fit(
-    fit: _Fit,
-    options: TrainOptions,
-    dist: _Dist,
-    console: Console | None,
-    callbacks: Sequence[TrainerCallback],
-) -> StageResult:
+def _fit(stage: Stage, model, tokenizer, max_length: int, run: _Run) -> StageResult:
+    """One Trainer run of ``stage`` on ``model``; its result in ``<stage dir>/final``."""
     import torch
     from transformers import Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    options, dist = run.options, run.dist
+    stage_dir = run.work / stage.name
+    classifier = label_token_ids(tokenizer) if stage.classifier else None
     started = time.monotonic()
     # Tokenised once into the stage's cache (reused by --resume): by the main process
     # first, the others then map its files.
-    encoded = fit.stage_dir / "encoded"
+    encoded = stage_dir / "encoded"
     if not dist.is_main:
         dist.barrier()
     # The rnp adapter trains as a classifier on prompts cut as the engine cuts them.
-    budget = (
-        rnp_prompt_tokens(options.rnp_prompt_tokens, fit.max_length) if fit.classifier else None
-    )
+    budget = rnp_prompt_tokens(options.rnp_prompt_tokens, max_length) if classifier else None
     train, encoding = encode_dataset(
-        fit.train, fit.tokenizer, fit.max_length, encoded, prompt_budget=budget
+        stage.train, tokenizer, max_length, encoded, prompt_budget=budget
     )
-    valid, _ = encode_dataset(
-        fit.valid, fit.tokenizer, fit.max_length, encoded, prompt_budget=budget
-    )
+    valid, _ = encode_dataset(stage.valid, tokenizer, max_length, encoded, prompt_budget=budget)
     if dist.is_main:
         dist.barrier()
     if not train:
         raise HunkwiseError(
-            f"{fit.name}: none of its {len(fit.train)} records fits in --max-length "
-            f"{fit.max_length}; raise --max-length"
+            f"{stage.name}: none of its {len(stage.train)} records fits in --max-length "
+            f"{max_length}; raise --max-length"
         )
     on_cuda = dist.device.startswith("cuda")
     packed = on_cuda if options.packing is None else options.packing
     per_step = options.batch_size * options.grad_accum * dist.world_size
     steps_per_epoch = max(1, math.ceil(len(train) / per_step))
-    total = options.max_steps or max(1, math.ceil(fit.epochs * steps_per_epoch))
+    total = options.max_steps or max(1, math.ceil(stage.epochs * steps_per_epoch))
     interval = min(steps_per_epoch, total)
     has_eval = bool(valid)
-    checkpoints = fit.stage_dir / "checkpoints"
+    checkpoints = stage_dir / "checkpoints"
     resume_from = _last_complete_checkpoint(checkpoints) if options.resume else None
     if dist.is_main:
         if not resume_from and checkpoints.exists():
@@ -383,7 +411,7 @@ def _fit(
         per_device_train_batch_size=options.batch_size,
         per_device_eval_batch_size=options.batch_size,
         gradient_accumulation_steps=options.grad_accum,
-        learning_rate=fit.learning_rate,
+        learning_rate=stage.learning_rate,
         weight_decay=options.weight_decay,
         max_steps=total,
         lr_scheduler_type=options.lr_scheduler,
@@ -416,24 +444,24 @@ def _fit(
         if options.gradient_checkpointing
         else None,
     )
-    progress = _progress_callback(console, fit.name)
-    extra: dict[str, Any] = {"data_collator": make_collator(fit.tokenizer, packed)}
-    if fit.classifier:
-        pad = fit.tokenizer.pad_token_id
+    progress = _progress_callback(run.console, stage.name)
+    extra: dict[str, Any] = {"data_collator": make_collator(tokenizer, packed)}
+    if classifier:
+        pad = tokenizer.pad_token_id
         extra = {
             "data_collator": LeftPaddingCollator(
-                pad if pad is not None else fit.tokenizer.eos_token_id
+                pad if pad is not None else tokenizer.eos_token_id
             ),
             "compute_loss_func": pair_loss(
-                *fit.classifier, class_weights(row[0] for row in train["labels"])
+                *classifier, class_weights(row[0] for row in train["labels"])
             ),
         }
     trainer = Trainer(
-        model=fit.model,
+        model=model,
         args=args,
         train_dataset=train,
         eval_dataset=valid if has_eval else None,
-        callbacks=[progress, *callbacks],
+        callbacks=[progress, *run.callbacks],
         **extra,
     )
     # Progress is the rich bar; stdout stays clean for --json.
@@ -444,8 +472,8 @@ def _fit(
     finally:
         progress.stack.close()
 
-    final = fit.stage_dir / _FINAL
-    staging = fit.stage_dir / f".{_FINAL}.tmp"
+    final = stage_dir / _FINAL
+    staging = stage_dir / f".{_FINAL}.tmp"
     if dist.is_main and staging.exists():
         shutil.rmtree(staging)
     dist.barrier()
@@ -454,9 +482,9 @@ def _fit(
     losses = _history(log, "loss")
     evals = _history(log, "eval_loss")
     result = StageResult(
-        name=fit.name,
-        train_records=len(fit.train),
-        valid_records=len(fit.valid),
+        name=stage.name,
+        train_records=len(stage.train),
+        valid_records=len(stage.valid),
         steps=trainer.state.global_step,
         train_loss=losses[-1][1] if losses else None,
         eval_loss=round(float(trainer.state.best_metric), 5)
@@ -466,274 +494,30 @@ def _fit(
         loss_history=losses,
         eval_loss_history=evals,
         encoding=encoding.to_dict(),
-        max_length=fit.max_length,
+        max_length=max_length,
     )
     if dist.is_main:
         # A bundle holds safetensors and JSON only: no pickled TrainingArguments, no card.
-        for extra in ("training_args.bin", "README.md"):
-            (staging / extra).unlink(missing_ok=True)
-        if fit.full_model:
-            fit.tokenizer.save_pretrained(str(staging))
+        for name in ("training_args.bin", "README.md"):
+            (staging / name).unlink(missing_ok=True)
+        if stage.saves == "model":
+            tokenizer.save_pretrained(str(staging))
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
         # Written last: its presence marks the stage finished for --resume.
-        _write_json(fit.stage_dir / _STATS, result.to_dict())
+        _write_json(stage_dir / _STATS, result.to_dict())
         shutil.rmtree(checkpoints, ignore_errors=True)
     dist.barrier()
     return result
 
 
-# --- the stages --------------------------------------------------------------------------
-
-
-def _lora_config(options: TrainOptions):
-    from peft import LoraConfig, TaskType
-
-    target = options.target_modules
-    return LoraConfig(
-        task_type=TaskType.CAUSAL_LM,
-        r=options.lora_r,
-        lora_alpha=options.lora_alpha,
-        lora_dropout=options.lora_dropout,
-        target_modules=target if isinstance(target, str) else list(target),
-        bias="none",
-    )
-
-
-def _stage_base(base_ref: str, stage1_dir: Path | None, dist: _Dist):
-    """The base every stage-2 adapter starts from: loaded fresh (so no adapter leaks into
-    the next) with the stage-1 adapter merged in when there is one."""
-    model, tokenizer = load_base(base_ref, device=dist.device)
-    if stage1_dir is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(stage1_dir)).merge_and_unload()
-    return model, tokenizer
-
-
-def _max_length(options: TrainOptions, model) -> int:
-    assert options.max_length is not None
-    limit = getattr(model.config, "max_position_embeddings", None)
-    return min(options.max_length, limit) if limit else options.max_length
-
-
-def _stage0(
-    work: Path,
-    train: dict[str, list[Record]],
-    valid: dict[str, list[Record]],
-    options: TrainOptions,
-    dist: _Dist,
-    console: Console | None,
-    callbacks: Sequence[TrainerCallback],
-) -> StageResult:
-    from transformers import AutoTokenizer, set_seed
-
-    stage_dir = work / STAGE0
-    done = _finished(stage_dir)
-    if done is not None:
-        _say(console, dist, f"[dim]stage 0: reusing the tiny base from {stage_dir / _FINAL}[/]")
-        return done
-    # The format is learnt from every task alike: rnp, which trains its adapter on every
-    # labelled hunk, gives stage 0 as many as the other tasks (half "yes" where it can).
-    all_train = [
-        record
-        for task, records in train.items()
-        for record in (
-            _balanced_rnp(records, 1.0, options.max_records_per_task) if task == RNP else records
-        )
-    ]
-    all_valid = [record for records in valid.values() for record in records]
-    tokenizer_dir = stage_dir / "tokenizer"
-    # One process trains the tokenizer; the others load it, so all share one vocabulary.
-    if dist.is_main and not (options.resume and (tokenizer_dir / "tokenizer.json").is_file()):
-        _say(console, dist, "stage 0: building the tiny tokenizer from the training records")
-        texts = (render_example(r.instruction, r.input, r.output, "") for r in all_train)
-        tokenizer = build_tiny_tokenizer(texts, vocab_size=options.tiny_vocab_size)
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        tokenizer.save_pretrained(str(tokenizer_dir))
-    dist.barrier()
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    set_seed(options.seed)
-    model = build_tiny_model(tokenizer, **options.tiny_config)
-    _say(
-        console,
-        dist,
-        f"stage 0: training the tiny base ({model.num_parameters() / 1e6:.1f} M parameters) "
-        f"on {len(all_train)} records of {len(train)} tasks",
-    )
-    fit = _Fit(
-        name=STAGE0,
-        stage_dir=stage_dir,
-        model=model,
-        tokenizer=tokenizer,
-        train=all_train,
-        valid=all_valid,
-        learning_rate=options.stage0_learning_rate,
-        epochs=options.stage0_epochs,
-        max_length=_max_length(options, model),
-        full_model=True,
-    )
-    return _fit(fit, options, dist, console, callbacks)
-
-
-def _stage1(
-    work: Path,
-    base_ref: str,
-    options: TrainOptions,
-    dist: _Dist,
-    console: Console | None,
-    callbacks: Sequence[TrainerCallback],
-) -> StageResult:
-    from peft import get_peft_model
-
-    stage_dir = work / STAGE1
-    done = _finished(stage_dir)
-    if done is not None:
-        _say(console, dist, f"[dim]stage 1: reusing the adapter in {stage_dir / _FINAL}[/]")
-        return done
-    assert options.stage1_data is not None
-    records = read_instruct_data(options.stage1_data)
-    if options.max_records_per_task:
-        records = records[: options.max_records_per_task]
-    # Alpaca data has no split: hold out a few records to pick the best checkpoint.
-    held = min(len(records) // 20, options.max_eval_records or 400) if len(records) >= 40 else 0
-    train, valid = records[held:], records[:held]
-    _say(console, dist, f"stage 1: instruction tuning on {len(train)} records")
-    model, tokenizer = load_base(base_ref, device=dist.device)
-    fit = _Fit(
-        name=STAGE1,
-        stage_dir=stage_dir,
-        model=get_peft_model(model, _lora_config(options)),
-        tokenizer=tokenizer,
-        train=train,
-        valid=valid,
-        learning_rate=options.learning_rate,
-        epochs=options.stage1_epochs,
-        max_length=_max_length(options, model),
-    )
-    return _fit(fit, options, dist, console, callbacks)
-
-
-def _stage2(
-    work: Path,
-    task: str,
-    base_ref: str,
-    stage1_dir: Path | None,
-    train: list[Record],
-    valid: list[Record],
-    options: TrainOptions,
-    dist: _Dist,
-    console: Console | None,
-    callbacks: Sequence[TrainerCallback],
-) -> StageResult:
-    from peft import get_peft_model
-    from transformers import set_seed
-
-    stage_dir = work / task
-    done = _finished(stage_dir)
-    if done is not None:
-        _say(console, dist, f"[dim]{task}: reusing the adapter in {stage_dir / _FINAL}[/]")
-        return done
-    _say(console, dist, f"{task}: training a LoRA adapter on {len(train)} records")
-    set_seed(options.seed)
-    model, tokenizer = _stage_base(base_ref, stage1_dir, dist)
-    fit = _Fit(
-        name=task,
-        stage_dir=stage_dir,
-        model=get_peft_model(model, _lora_config(options)),
-        tokenizer=tokenizer,
-        train=train,
-        valid=valid,
-        learning_rate=options.learning_rate,
-        epochs=options.epochs or 1.0,
-        max_length=_max_length(options, model),
-        classifier=label_token_ids(tokenizer) if task == RNP else None,
-    )
-    return _fit(fit, options, dist, console, callbacks)
-
-
 # --- the run -----------------------------------------------------------------------------
 
 
-def _newest(records: list[Record], cap: int | None) -> list[Record]:
-    # Splits are written oldest first: the newest records are the most like today's code.
-    return records if not cap or len(records) <= cap else records[-cap:]
-
-
-def _balanced_rnp(records: list[Record], ratio: float | None, cap: int | None) -> list[Record]:
-    """All "yes" records (the newest, within the cap) and at most ``ratio`` times as many
-    "no" ones, the newest first; the result keeps the split's time order."""
-    if ratio is None:
-        return _newest(records, cap)
-    yes = [record for record in records if record.output == LABEL_YES]
-    no = [record for record in records if record.output != LABEL_YES]
-    if not yes:
-        return _newest(records, cap)
-    if cap:
-        yes = _newest(yes, max(1, math.ceil(cap / (1 + ratio))))
-    no_cap = math.ceil(ratio * len(yes))
-    if cap:
-        no_cap = min(no_cap, cap - len(yes))
-    keep = {id(record) for record in yes} | {id(record) for record in no[len(no) - no_cap :]}
-    return [record for record in records if id(record) in keep]
-
-
-def _read_records(
-    data_dir: Path, options: TrainOptions
-) -> tuple[dict[str, list[Record]], dict[str, list[Record]]]:
-    train: dict[str, list[Record]] = {}
-    valid: dict[str, list[Record]] = {}
-    for task in options.tasks:
-        try:
-            records = read_split(data_dir, task, "train")
-            if task == RNP:
-                train[task] = _balanced_rnp(records, options.rnp_negative_ratio, None)
-            else:
-                train[task] = _newest(records, options.max_records_per_task)
-            valid[task] = _newest(read_split(data_dir, task, "valid"), options.max_eval_records)
-        except ValueError as error:
-            raise HunkwiseError(f"{error}; re-create the dataset with `hunkwise mine`") from error
-    return train, valid
-
-
-def _skipped_tasks(train: dict[str, list[Record]], tasks: Sequence[str]) -> dict[str, str]:
-    """Why each task that cannot be trained is skipped (the bundle records it)."""
-    skipped = {task: "no train records" for task in tasks if not train[task]}
-    if RNP in tasks and train[RNP] and all(r.output != LABEL_YES for r in train[RNP]):
-        skipped[RNP] = (
-            f"no labelled fixes in this history: all {len(train[RNP])} labelled hunks are "
-            '"no", and a model cannot learn what needs review from them'
-        )
-    return skipped
-
-
-def _counts(task: str, train: list[Record], valid: list[Record]) -> dict[str, Any]:
-    counts: dict[str, Any] = {"train": len(train), "valid": len(valid)}
-    if task == RNP:
-        counts["train_labels"] = dict(sorted(Counter(record.output for record in train).items()))
-    return counts
-
-
-def _data_digest(records: dict[str, list[Record]]) -> str:
-    digest = hashlib.sha256()
-    for task in sorted(records):
-        digest.update(task.encode())
-        for record in records[task]:
-            digest.update(record.id.encode())
-    return digest.hexdigest()[:16]
-
-
-def _base_name(base: str) -> str:
-    """How the manifest names the base: hub ids as given, local paths made absolute."""
-    if base == TINY:
-        return BUNDLE_BASE
-    if is_local_path(base):
-        return str(Path(base).expanduser().resolve())
-    return base
-
-
-def _prepare_work(work: Path, run: dict[str, Any], options: TrainOptions, dist: _Dist) -> None:
+def _prepare_work(
+    work: Path, marker_data: dict[str, Any], options: TrainOptions, dist: _Dist
+) -> None:
     """Start a fresh work dir, or check that the one to resume belongs to the same run."""
     if dist.is_main:
         marker = work / _RUN
@@ -742,7 +526,7 @@ def _prepare_work(work: Path, run: dict[str, Any], options: TrainOptions, dist: 
                 previous = json.loads(marker.read_text(encoding="utf-8"))
             except ValueError:
                 previous = None
-            if previous != run:
+            if previous != marker_data:
                 raise HunkwiseError(
                     f"cannot resume: the interrupted run in {work} used other data, base or "
                     "options; repeat it with the same arguments, or leave out --resume to "
@@ -752,35 +536,8 @@ def _prepare_work(work: Path, run: dict[str, Any], options: TrainOptions, dist: 
             if work.exists():
                 shutil.rmtree(work)
             work.mkdir(parents=True)
-            _write_json(marker, run)
+            _write_json(marker, marker_data)
     dist.barrier()
-
-
-def _validate(options: TrainOptions) -> None:
-    unknown = [task for task in options.tasks if task not in ADAPTER_TASKS]
-    if unknown or not options.tasks:
-        raise HunkwiseError(
-            f"unknown task(s) {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(ADAPTER_TASKS)}"
-        )
-    checks = {
-        "epochs": options.epochs is not None and options.epochs > 0,
-        "max_steps": options.max_steps is None or options.max_steps > 0,
-        "learning_rate": options.learning_rate > 0,
-        "batch_size": options.batch_size > 0,
-        "grad_accum": options.grad_accum > 0,
-        "max_length": options.max_length is not None and options.max_length >= 64,
-        "rnp_negative_ratio": options.rnp_negative_ratio is None or options.rnp_negative_ratio > 0,
-        "rnp_prompt_tokens": options.rnp_prompt_tokens is not None
-        and (options.rnp_prompt_tokens == 0 or options.rnp_prompt_tokens >= 64),
-        "lora_r": options.lora_r > 0,
-        "warmup_ratio": 0 <= options.warmup_ratio < 1,
-    }
-    bad = [name for name, ok in checks.items() if not ok]
-    if bad:
-        raise HunkwiseError(f"invalid training option(s): {', '.join(bad)}")
-    if options.stage1_data is not None and not Path(options.stage1_data).exists():
-        raise HunkwiseError(f"stage-1 data {options.stage1_data} does not exist")
 
 
 def _summary(results: list[StageResult], title: str):
@@ -860,76 +617,6 @@ def _evidence_index(bundle: Path, data_dir: Path, console: Console | None) -> di
     return entry
 
 
-def _copy_adapter(source: Path, target: Path, base_model: str) -> None:
-    shutil.copytree(source, target)
-    config = target / "adapter_config.json"
-    data = json.loads(config.read_text(encoding="utf-8"))
-    # Not the work dir it was trained against, which is gone after the run.
-    data["base_model_name_or_path"] = base_model
-    config.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
-def _run_stages(
-    work: Path,
-    base: str,
-    base_ref: str,
-    tasks: list[str],
-    train: dict[str, list[Record]],
-    valid: dict[str, list[Record]],
-    options: TrainOptions,
-    dist: _Dist,
-    console: Console | None,
-    callbacks: Sequence[TrainerCallback],
-) -> list[StageResult]:
-    from training.progress import expect_bars
-
-    # One bar per stage, and the rnp calibration's after them.
-    expect_bars((base == TINY) + (options.stage1_data is not None) + len(tasks) + (RNP in tasks))
-    results: list[StageResult] = []
-    if base == TINY:
-        results.append(_stage0(work, train, valid, options, dist, console, callbacks))
-        base_ref = str(work / STAGE0 / _FINAL)
-    stage1_dir = None
-    if options.stage1_data is not None:
-        results.append(_stage1(work, base_ref, options, dist, console, callbacks))
-        stage1_dir = work / STAGE1 / _FINAL
-    for task in tasks:
-        results.append(
-            _stage2(
-                work,
-                task,
-                base_ref,
-                stage1_dir,
-                train[task],
-                valid[task],
-                options,
-                dist,
-                console,
-                callbacks,
-            )
-        )
-    return results
-
-
-@contextmanager
-def _quiet_libraries() -> Iterator[None]:
-    """No per-file tqdm bars from transformers (the rich bar shows progress) and no peft
-    deprecation chatter; warnings that matter (missing weights ...) still show."""
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings(
-                "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
-            )
-            yield
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def train_bundle(
     data_dir: Path,
     base: str,
@@ -945,15 +632,15 @@ def train_bundle(
     model directory or ``tiny``. ``callbacks`` are extra ``TrainerCallback`` objects given
     to every stage's Trainer. Tasks without train records are skipped with a message.
     """
-    from training import __version__
     from training.models import resolve_device
+    from training.progress import expect_bars
 
     started = time.monotonic()
     data_dir = Path(data_dir)
     out = Path(out).expanduser().absolute()
     device = resolve_device(options.device)
     options = options.resolved(device)
-    _validate(options)
+    options.validate()
     if not data_dir.is_dir():
         raise HunkwiseError(
             f"no dataset at {data_dir}; create one with `hunkwise mine REPO --out {data_dir}`"
@@ -962,82 +649,65 @@ def train_bundle(
     check_base(base)
 
     dist = _Dist(use_cpu=device == "cpu")
-    train, valid = _read_records(data_dir, options)
-    skipped = _skipped_tasks(train, options.tasks)
+    records = read_training_records(data_dir, options)
+    skipped = records.skipped_tasks()
+    work = Path(options.work_dir).absolute() if options.work_dir else default_work_dir(out)
+    run = _Run(work, options, dist, console, callbacks)
     for task, reason in skipped.items():
-        _say(console, dist, f"[yellow]{task}: not trained: {reason} (in {data_dir / task})[/]")
+        run.say(f"[yellow]{task}: not trained: {reason} (in {data_dir / task})[/]")
     tasks = [task for task in options.tasks if task not in skipped]
     if not tasks:
         raise HunkwiseError(
             f"no train records for {', '.join(options.tasks)} in {data_dir}; mine a repository "
             "with more history (`hunkwise mine`) or import a dataset (`hunkwise import`)"
         )
-    train = {task: train[task] for task in tasks}
-    valid = {task: valid[task] for task in tasks}
+    records = records.only(tasks)
 
-    work = Path(options.work_dir).absolute() if options.work_dir else default_work_dir(out)
-    manifest_base = _base_name(base)
-    run = {
-        "base": manifest_base,
+    base_model = base_model_name(base)
+    marker = {
+        "base": base_model,
         "data": str(data_dir.resolve()),
-        "records": _data_digest(train) + _data_digest(valid),
+        "records": records.digest(),
         "tasks": tasks,
         "options": options.fingerprint(),
         "world_size": dist.world_size,
     }
-    _prepare_work(work, run, options, dist)
+    stages = _stages(base, records, options, work, console if dist.is_main else None)
+    _prepare_work(work, marker, options, dist)
 
+    # One bar per stage, and the rnp calibration's after them.
+    expect_bars(len(stages) + (RNP in tasks))
     try:
-        with _quiet_libraries():
-            results = _run_stages(
-                work, base, manifest_base, tasks, train, valid, options, dist, console, callbacks
-            )
+        with quiet_libraries(deprecations=".*is_gradient_checkpointing.*"):
+            results = [_run_stage(stage, run) for stage in stages]
     except KeyboardInterrupt:
-        _say(
-            console,
-            dist,
+        run.say(
             f"[yellow]interrupted: checkpoints are in {work}; run the same command with "
-            "--resume to continue[/]",
+            "--resume to continue[/]"
         )
         raise
-    stage1_dir = work / STAGE1 / _FINAL if options.stage1_data is not None else None
     seconds = round(time.monotonic() - started, 1)
-    adapters = [result for result in results if result.name in tasks]
-    max_length = max(result.max_length for result in adapters)
-    manifest = Manifest(
-        base_model=manifest_base,
-        template=TEMPLATE_NAME,
-        stage1=STAGE1 if stage1_dir is not None else None,
-        tasks={task: task for task in tasks},
-        training={
-            "hunkwise": __version__,
-            "data": str(data_dir.resolve()),
-            "base": base,
-            "device": dist.device,
-            "world_size": dist.world_size,
-            "options": options.hyper_parameters(),
-            # The lengths training saw; the engine keeps prompts within max_prompt_tokens
-            # (training never cut a response below a quarter of max_length).
-            "max_length": max_length,
-            "max_prompt_tokens": prompt_budget(max_length),
-            # What rnp examples were cut to (the engine scores hunks cut the same way).
-            "rnp_prompt_tokens": rnp_prompt_tokens(options.rnp_prompt_tokens, max_length),
-            "records": {task: _counts(task, train[task], valid[task]) for task in tasks},
-            "skipped_tasks": skipped,
-            "stages": {result.name: result.to_dict() for result in results},
-            "loss_history": {result.name: result.loss_history for result in adapters},
-            "eval_loss_history": {result.name: result.eval_loss_history for result in adapters},
-            "seconds": seconds,
-        },
+    manifest = training_manifest(
+        base,
+        base_model,
+        data_dir,
+        options,
+        results,
+        tasks=tasks,
+        records={task: records.counts(task) for task in tasks},
+        skipped=skipped,
+        device=dist.device,
+        world_size=dist.world_size,
+        seconds=seconds,
     )
     if dist.is_main:
         with bundle_writer(out) as staging:
-            if base == TINY:
-                shutil.copytree(work / STAGE0 / _FINAL, staging / "base")
-            if stage1_dir is not None:
-                _copy_adapter(stage1_dir, staging / STAGE1, manifest.base_model)
-            for task in tasks:
-                _copy_adapter(work / task / _FINAL, staging / task, manifest.base_model)
+            for stage in stages:
+                final = work / stage.name / _FINAL
+                if stage.saves == "model":
+                    shutil.copytree(final, staging / "base")
+                else:
+                    copy_adapter(final, staging / stage.name, manifest.base_model)
             manifest.evidence = _evidence_index(staging, data_dir, console)
             write_manifest(staging, manifest)
             if RNP in tasks:

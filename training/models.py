@@ -1,5 +1,7 @@
 """Base models: the "tiny" preset (a small LLaMA and a byte-level BPE tokenizer built from
-scratch on the repository's own text) and loading of real bases from the hub or a local path.
+scratch on the repository's own text), loading of real bases from the hub or a local path,
+the device they run on (the one rule every command, setting and option checks), and the
+libraries kept quiet while they load and train.
 
 Heavy imports (torch, transformers, tokenizers) happen inside the functions, so importing
 this module is cheap.
@@ -10,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +33,9 @@ if TYPE_CHECKING:
 #: ``--base tiny``: the embedded default, built from scratch (stage 0) instead of loaded.
 TINY = "tiny"
 
+#: The devices hunkwise takes, besides ``cuda:N`` (one GPU of several).
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+_DEVICE_NAME = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)\Z")
 
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
 SPECIAL_TOKENS: tuple[str, ...] = (UNK, BOS, EOS, PAD)
@@ -56,6 +62,16 @@ TINY_CONFIG: dict[str, Any] = {
 _TEMPLATE_REPEATS = 64
 
 
+def device_name(value: object) -> str:
+    """``value`` as a device hunkwise takes: auto, cpu, cuda, cuda:N or mps, whatever the
+    case and surrounding spaces; a ValueError saying so otherwise. The one rule behind
+    ``--device``, the ``device`` setting, training options and the engine."""
+    name = value.strip().lower() if isinstance(value, str) else ""
+    if not _DEVICE_NAME.match(name):
+        raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+    return name
+
+
 def resolve_device(device: str = "auto") -> str:
     """The torch device to use: ``auto`` picks cuda, then mps, then cpu.
 
@@ -63,12 +79,13 @@ def resolve_device(device: str = "auto") -> str:
     """
     import torch
 
-    name = (device or "auto").strip().lower()
-    kind = name.split(":", 1)[0]
-    if kind not in DEVICES or (":" in name and kind != "cuda"):
+    try:
+        name = device_name(device or "auto")
+    except ValueError:
         raise HunkwiseError(
             f"unknown device {device!r}; use one of {', '.join(DEVICES)} (or cuda:N)"
-        )
+        ) from None
+    kind = name.split(":", 1)[0]
     if kind == "auto":
         if torch.cuda.is_available():
             return "cuda"
@@ -90,6 +107,25 @@ def _mps_available() -> bool:
 
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+@contextmanager
+def quiet_libraries(deprecations: str = "") -> Iterator[None]:
+    """No progress bars from transformers while a model loads or trains (hunkwise shows its
+    own, and they would land in a user's terminal or the language server's log), and no
+    library FutureWarnings: all of them, or only those whose message matches the regular
+    expression ``deprecations``. Other warnings (missing weights ...) still show."""
+    from transformers.utils import logging as hf_logging
+
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=deprecations, category=FutureWarning)
+            yield
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
 
 
 def _template_texts() -> Iterator[str]:
@@ -216,6 +252,16 @@ def is_local_path(name: str) -> bool:
         or name.count("/") > 1
         or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name)
     )
+
+
+def base_model_name(base: str) -> str:
+    """How a bundle's manifest names the base it was trained on: ``bundle:base`` for the
+    tiny preset (stored in the bundle), hub ids as given, local paths made absolute."""
+    if base == TINY:
+        return BUNDLE_BASE
+    if is_local_path(base):
+        return str(Path(base).expanduser().resolve())
+    return base
 
 
 def _offline() -> bool:

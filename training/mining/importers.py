@@ -12,6 +12,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,10 +20,10 @@ from typing import Any
 
 from rich.console import Console
 
-from training.bundle import check_writable
 from training.errors import HunkwiseError
 from training.hunks import language_of
 from training.mining.dataset import dedupe, split_by_time, write_dataset
+from training.output_dirs import check_writable
 from training.progress import progress_bar
 from training.tasks import (
     CR,
@@ -405,10 +406,12 @@ def _log(console: Console | None, message: str) -> None:
 
 
 def import_file(
-    fmt: str, path: Path, console: Console | None = None
+    fmt: str, path: Path, console: Console | None = None, *, progress: bool = True
 ) -> tuple[FileReport, list[Record]]:
     """Parse one file of format ``fmt`` into records, skipping and counting what cannot be
-    read; raises :class:`HunkwiseError` when the file is unreadable or nothing in it reads."""
+    read (malformed rows logged to ``console``); raises :class:`HunkwiseError` when the file
+    is unreadable or nothing in it reads. ``progress=False``: no progress bar (stage 1 of a
+    training run reads its Alpaca data so, inside the run's own progress)."""
     parse = ROW_PARSERS[fmt]
     path = Path(path)
     _check_readable(path)
@@ -417,7 +420,12 @@ def import_file(
     first_error = ""
     try:
         size = path.stat().st_size
-        with progress_bar(console, f"{fmt}: {path.name}", size) as advance:
+        bar = (
+            progress_bar(console, f"{fmt}: {path.name}", size)
+            if progress
+            else nullcontext(lambda n: None)
+        )
+        with bar as advance:
             for line, row in read_rows(path, advance):
                 report.rows += 1
                 try:
