@@ -14,8 +14,7 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -121,41 +120,6 @@ class LoadOutcome:
     superseded: bool = False
 
 
-class ResultCache:
-    """A thread-safe LRU mapping (the worker fills it, the event loop reads it)."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: Hashable) -> Any | None:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return self._items[key]
-            self.misses += 1
-            return None
-
-    def peek(self, key: Hashable) -> Any | None:
-        """Like get, without counting a hit or a miss."""
-        with self._lock:
-            return self._items.get(key)
-
-    def put(self, key: Hashable, value: Any) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 class ModelHost:
     """Owns the engine and the one thread that uses it.
 
@@ -167,8 +131,8 @@ class ModelHost:
     queued again behind that job.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, loader: EngineLoader) -> None:
-        self._loop = loop
+    def __init__(self, loader: EngineLoader) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None  # the server's, from `start`
         self._loader = loader
         self._queue: queue.PriorityQueue[_Job] = queue.PriorityQueue()
         self._seq = itertools.count()
@@ -192,8 +156,20 @@ class ModelHost:
         #: a job is running
         self.busy = False
 
-    def start(self) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the worker; results are delivered to ``loop`` (the server's event loop)."""
+        self._loop = loop
         self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`start` was called."""
+        return self._loop is not None
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:  # before `initialize`: nothing can run yet
+            raise NoModel("the review model is not started yet")
+        return self._loop
 
     @property
     def queue_length(self) -> int:
@@ -211,7 +187,7 @@ class ModelHost:
         """Queue ``run(engine)``; the future gets its result, its exception (NoModel when
         there is no engine), or is cancelled when the job was skipped as stale. ``run``
         passes :meth:`should_stop` to the engine's generating calls."""
-        future = self._loop.create_future()
+        future = self._event_loop().create_future()
 
         def with_engine() -> Any:
             engine = self.engine
@@ -258,7 +234,7 @@ class ModelHost:
         self.state = ModelState.LOADING
         self.bundle = bundle
         self.message = ""
-        future = self._loop.create_future()
+        future = self._event_loop().create_future()
         self._put(
             _Job(
                 Priority.LOAD,
@@ -365,7 +341,7 @@ class ModelHost:
 
         # RuntimeError: the event loop is closed, the server is exiting.
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(settle)
+            future.get_loop().call_soon_threadsafe(settle)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Skip every queued job, let the running one finish (up to ``timeout``), end the

@@ -1,17 +1,19 @@
-"""The server's settings (section ``hunkwise``): a typed, validated dataclass built from
-``initializationOptions`` and ``workspace/configuration`` answers. A bad value never stops
+"""The server's settings (section ``hunkwise``): a typed, validated dataclass structured
+by cattrs from ``initializationOptions`` and ``workspace/configuration`` answers. A bad value never stops
 the server: it is reported by name and the setting's default is used."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import cattrs
+from cattrs.errors import ClassValidationError
+from cattrs.gen import make_dict_structure_fn, override
 from lsprotocol.types import DiagnosticSeverity
 
-from training.config import FIELDS, SECTION, BadValue
+from training.config import FIELDS, SECTION
 
 SEVERITIES: dict[str, DiagnosticSeverity] = {
     "error": DiagnosticSeverity.Error,
@@ -109,12 +111,38 @@ def merge(
                 # null and "" mean "not set here": editors send them for unset settings
                 raw[key] = value
     defaults = Settings()
-    values: dict[str, Any] = {}
     problems: list[Problem] = []
-    for key, value in raw.items():
-        name, convert = FIELDS[key]
+    while True:
         try:
-            values[name] = convert(value)
-        except BadValue as error:
-            problems.append(Problem(key, value, str(error), getattr(defaults, name)))
-    return dataclasses.replace(defaults, **values), problems, sorted(set(unknown))
+            return _CONVERTER.structure(raw, Settings), problems, sorted(set(unknown))
+        except ClassValidationError as error:
+            failed, unplaced = error.group_exceptions()
+            if unplaced or not failed:  # not a value's check: a bug, not the user's
+                raise
+            for reason, note in failed:
+                key = _KEY_OF[note.name]
+                value = raw.pop(key)
+                problems.append(Problem(key, value, str(reason), getattr(defaults, note.name)))
+
+
+def _settings_converter() -> cattrs.Converter:
+    """cattrs structuring of Settings from the camelCase keys of ``training.config.FIELDS``,
+    each value through that key's check (the one the command line applies too)."""
+    converter = cattrs.Converter(forbid_extra_keys=False)
+
+    def checked(check: Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
+        return lambda value, _type: check(value)
+
+    overrides = {
+        name: override(rename=key, struct_hook=checked(check))
+        for key, (name, check) in FIELDS.items()
+    }
+    converter.register_structure_hook(
+        Settings, make_dict_structure_fn(Settings, converter, **overrides)
+    )
+    return converter
+
+
+_CONVERTER = _settings_converter()
+#: dataclass field -> camelCase key
+_KEY_OF = {name: key for key, (name, _) in FIELDS.items()}

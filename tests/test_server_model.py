@@ -32,8 +32,8 @@ def _loader(bundle: Path, device: str, max_new_tokens: int) -> StandInEngine:
 
 def _run(test) -> None:
     async def main() -> None:
-        host = ModelHost(asyncio.get_running_loop(), _loader)
-        host.start()
+        host = ModelHost(_loader)
+        host.start(asyncio.get_running_loop())
         try:
             await test(host)
         finally:

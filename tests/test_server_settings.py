@@ -126,6 +126,11 @@ def test_unknown_keys_are_reported_not_fatal() -> None:
         ("c.py", ["[!ab].py"], True),
         ("app.min.js", ["*.min.js", "*.lock"], True),
         ("app.js", ["*.min.js"], False),
+        # git's wildmatch rules (pathspec): a leading "/" anchors, a later "!" takes back
+        ("setup.py", ["/setup.py"], True),
+        ("src/setup.py", ["/setup.py"], False),
+        ("docs/keep.md", ["*.md", "!keep.md"], False),
+        ("a/b.py", ["{a,c}/*.py"], True),
     ],
 )
 def test_exclude_globs(path: str, globs: list[str], hit: bool) -> None:

@@ -11,6 +11,7 @@ The command line applies them under its options; the server under the editor's s
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -18,16 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pathspec
 import tomllib
 
 from training.errors import HunkwiseError
+from training.models import device_name
 
 SECTION = "hunkwise"
 CONFIG_FILE = "hunkwise.toml"
 PYPROJECT = "pyproject.toml"
 
 SEVERITY_NAMES: tuple[str, ...] = ("error", "warning", "information", "info", "hint")
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 MAX_DEBOUNCE_MS = 10_000
 MAX_NEW_TOKENS = 4096
 #: The most a user may set ``maxInstructionChars`` to: a prompt beyond it holds the model
@@ -48,9 +50,10 @@ def _bundle(value: Any) -> str | None:
 
 
 def _device(value: Any) -> str:
-    if not isinstance(value, str) or not _DEVICE.match(value.strip().lower()):
-        raise BadValue("must be auto, cpu, cuda, cuda:N or mps")
-    return value.strip().lower()
+    try:
+        return device_name(value)
+    except ValueError as error:
+        raise BadValue(str(error)) from None
 
 
 def _threshold(value: Any) -> float:
@@ -121,58 +124,33 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 }
 KEYS: tuple[str, ...] = tuple(FIELDS)
 
-_GLOB_CACHE: dict[str, re.Pattern[str]] = {}
+_BRACES = re.compile(r"\{([^{}]*)\}")
 
 
-def glob_pattern(glob: str) -> re.Pattern[str]:
-    """A glob as editors' file-exclude settings read it: ``**`` crosses directories, ``*``
-    and ``?`` do not, ``[abc]`` and ``{a,b}`` choose; a pattern without "/" matches a name
-    anywhere, and a directory pattern matches everything below it."""
-    cached = _GLOB_CACHE.get(glob)
-    if cached is not None:
-        return cached
-    text = glob.strip().lstrip("/")
-    if "/" not in text.rstrip("/"):
-        text = "**/" + text
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if text.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-            continue
-        if text.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        close = text.find("]", i + 2) if char == "[" else -1
-        brace = text.find("}", i) if char == "{" else -1
-        if char == "*":
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif close != -1:
-            body = text[i + 1 : close]
-            negate = body[:1] in ("!", "^")
-            body = re.sub(r"([\\\]^])", r"\\\1", body[1:] if negate else body)
-            out.append(f"[{'^' if negate else ''}{body}]")
-            i = close
-        elif brace != -1:
-            choices = text[i + 1 : brace].split(",")
-            out.append("(?:" + "|".join(re.escape(choice) for choice in choices) + ")")
-            i = brace
-        else:
-            out.append(re.escape(char))
-        i += 1
-    pattern = re.compile("".join(out).rstrip("/") + r"(?:/.*)?\Z", re.DOTALL)
-    _GLOB_CACHE[glob] = pattern
-    return pattern
+def _without_braces(glob: str) -> list[str]:
+    """``{a,b}`` alternatives (editors' globs have them, git's do not) spelled out."""
+    found = _BRACES.search(glob)
+    if found is None:
+        return [glob]
+    head, tail = glob[: found.start()], glob[found.end() :]
+    return [
+        out for choice in found.group(1).split(",") for out in _without_braces(head + choice + tail)
+    ]
+
+
+@functools.lru_cache(maxsize=256)
+def _exclude_spec(globs: tuple[str, ...]) -> pathspec.PathSpec:
+    lines = [line for glob in globs for line in _without_braces(glob.strip()) if line]
+    return pathspec.PathSpec.from_lines("gitignore", lines)
 
 
 def excluded(relpath: str, globs: Sequence[str]) -> bool:
-    """Does any of the ``hunkwise.exclude`` globs match this repository-relative path?"""
-    return any(glob_pattern(glob).match(relpath) for glob in globs)
+    """Does any of the ``hunkwise.exclude`` globs match this repository-relative path?
+    They are git's wildmatch patterns (pathspec), as in ``.gitignore``: ``**`` crosses
+    directories, ``*`` and ``?`` do not, ``[abc]``/``[!abc]`` choose, a pattern without
+    "/" matches a name anywhere, and a directory pattern matches everything below it;
+    and ``{a,b}`` chooses, as in editors' file-exclude settings."""
+    return bool(globs) and _exclude_spec(tuple(globs)).match_file(relpath)
 
 
 @dataclass(frozen=True)
