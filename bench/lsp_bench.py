@@ -34,14 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from lsprotocol import types  # noqa: E402
 
-from tests.gitrepo import GitRepo  # noqa: E402
-from tests.lsp_session import (  # noqa: E402
-    open_document,
-    published,
-    replace,
-    session,
-    status,
-)
+from bench.lsp_client import open_document, published, replace, session, status  # noqa: E402
 
 SOURCE = "".join(
     f"def handler_{n}(request):\n    value = request.get({n})\n    return value * {n}\n\n"
@@ -85,6 +78,18 @@ def build_tiny_bundle(path: Path, corpus: list[str]) -> Path:
     return path
 
 
+def handlers_repo(path: Path) -> Path:
+    """A git repository at ``path`` with SOURCE committed as handlers.py."""
+    import git
+
+    repo = git.Repo.init(path)
+    (path / "handlers.py").write_text(SOURCE, encoding="utf-8")
+    repo.index.add(["handlers.py"])
+    author = git.Actor("Bench Author", "bench@example.com")
+    repo.index.commit("Add handlers", author=author, committer=author)
+    return path
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -102,9 +107,8 @@ def with_prints(tag: str) -> str:
 
 async def measure(bundle: Path, runs: int, max_new_tokens: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="lsp-bench-"))
-    repo = GitRepo(work / "repo")
-    repo.commit("Add handlers", handlers_dot_py=SOURCE)
-    uri = (repo.path / "handlers.py").as_uri()
+    root = handlers_repo(work / "repo")
+    uri = (root / "handlers.py").as_uri()
     options = {
         "bundle": str(bundle),
         "threshold": 0.0,
@@ -120,7 +124,7 @@ async def measure(bundle: Path, runs: int, max_new_tokens: int) -> dict:
         "hover": [],
         "cache": [],
     }
-    async with session(repo.path, options) as client:
+    async with session(root, options) as client:
         started = time.perf_counter()
         while (await status(client))["state"] == "loading":
             await asyncio.sleep(0.05)

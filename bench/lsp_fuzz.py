@@ -1,5 +1,5 @@
 """Fuzz the language server for longer than tests/test_server_fuzz.py does: the random bad
-traffic of tests/lsp_fuzz_messages.py (thousands of well-framed messages to one server
+traffic of bench/lsp_harness/fuzz_messages.py (thousands of well-framed messages to one server
 running the STAND-IN engine, which must answer each request once and stay up), then short
 sessions that each end in broken framing (each must exit 1 with its reason logged), and
 the counts of what came back.
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.lsp_bench import machine  # noqa: E402
-from tests.lsp_fuzz_messages import run_fuzz, summary  # noqa: E402
+from bench.lsp_harness.fuzz_messages import run_fuzz, summary  # noqa: E402
 
 
 def main() -> int:

@@ -1,10 +1,12 @@
 """A generated repository whose history carries a learnable review pattern: functions
 that print a debug line are always fixed a few commits later by "Fix: remove debug
-print"; the other functions are never touched again."""
+print"; the other functions are never touched again. And a tiny bundle really trained on
+it, as the session fixture ``trained`` (tests/conftest.py) makes one."""
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.gitrepo import GitRepo
@@ -67,4 +69,26 @@ def build_learnable_repo(path: Path, features: int = 90, seed: int = 0) -> GitRe
     return repo
 
 
-DEBUG_EDIT = '    print("debug", value)\n'
+@dataclass(frozen=True)
+class TrainedBundle:
+    """A bundle trained on a learnable repository, the dataset mined from it, and the
+    repository."""
+
+    bundle: Path
+    data: Path
+    repo: GitRepo
+
+
+def train_on_learnable_repo(root: Path) -> TrainedBundle:
+    """Build the learnable repository in ``root``, mine it and train a tiny bundle on it
+    (CPU, about a minute): root/learnable, root/data, root/bundle."""
+    from training.finetune import train_bundle
+    from training.mining.miner import MineOptions, mine_repository
+    from training.options import TrainOptions
+
+    repo = build_learnable_repo(root / "learnable")
+    data = root / "data"
+    mine_repository(repo.path, data, MineOptions())
+    bundle = root / "bundle"
+    train_bundle(data, "tiny", bundle, TrainOptions(device="cpu", epochs=3, stage0_epochs=6))
+    return TrainedBundle(bundle=bundle, data=data, repo=repo)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +16,7 @@ from pygls.protocol import default_converter
 from pytest_lsp import LanguageClient, client_capabilities
 from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
 
-ROOT = Path(__file__).resolve().parents[1]
-#: the real server, as editors start it
-SERVER = (sys.executable, "-m", "server")
-#: the real server with the STAND-IN engine and trainer of tests/lsp_stand_in_engine.py
-STAND_IN_SERVER = (sys.executable, str(Path(__file__).with_name("lsp_stand_in_engine.py")))
+from bench.lsp_harness import ROOT, SERVER
 
 
 @dataclass(frozen=True)

@@ -187,8 +187,8 @@ def test_check_compatible_reads_what_each_adapter_was_trained_on(tmp_path):
 @pytest.fixture(scope="module")
 def other_base(tmp_path_factory) -> Path:
     """A base of another shape than the session bundle's (hidden 64 against 128): the
-    stand-in bundle's base/ (tests/test_engine.py)."""
-    from tests.test_engine import build_stand_in_bundle
+    stand-in bundle's base/ (tests/untrained_bundle.py)."""
+    from tests.untrained_bundle import build_stand_in_bundle
 
     return build_stand_in_bundle(tmp_path_factory.mktemp("other"), stage1=False) / "base"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_engine import HUNKS, build_stand_in_bundle
+from tests.untrained_bundle import HUNKS, build_stand_in_bundle
 from training.bundle import BundleError, read_manifest
 from training.calibration import (
     FEATURES,

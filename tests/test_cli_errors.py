@@ -8,26 +8,15 @@ from __future__ import annotations
 import errno
 import shutil
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
 from tests.gitrepo import GitRepo
+from tests.hunkwise_command import hunkwise
 from training.cli import DEBUG_ENV, user_errors
-
-
-def hunkwise(*args: str, cwd: Path | None = None, env: dict | None = None):
-    return subprocess.run(
-        [sys.executable, "-c", "from training.cli import main; main()", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
 
 
 def one_line_error(result: subprocess.CompletedProcess, status: int, *needles: str) -> None:

@@ -5,22 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.gitrepo import GitRepo
+from tests.hunkwise_command import hunkwise
 
 HEAVY = ("torch", "transformers", "peft", "datasets", "accelerate")
-
-
-def hunkwise(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "from training.cli import main; main()", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-    )
 
 
 @pytest.fixture(scope="module")

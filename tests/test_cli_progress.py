@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.hunkwise_command import hunkwise
 from tests.learnable_repo import build_learnable_repo
-from tests.test_cli_errors import hunkwise
 from training.progress import JsonProgress, expect_bars, json_progress, progress_bar, progress_phase
 
 

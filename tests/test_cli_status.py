@@ -13,21 +13,11 @@ from unittest import mock
 
 import pytest
 
-from tests.conftest import TrainedBundle
+from tests.hunkwise_command import hunkwise
+from tests.learnable_repo import TrainedBundle
 from training.bundle import default_bundle_dir
 
 HEAVY = ("torch", "transformers", "peft", "datasets")
-
-
-def hunkwise(*args: str, env: dict, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "from training.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from bench.lsp_harness import STAND_IN_SERVER
+from bench.lsp_harness.stand_in_engine import write_stand_in_bundle
 from tests.gitrepo import GitRepo
-from tests.lsp_session import STAND_IN_SERVER, open_document, published, session, status
-from tests.lsp_stand_in_engine import write_stand_in_bundle
-from tests.test_engine import build_stand_in_bundle
+from tests.lsp_session import open_document, published, session, status
 from training.cli import main
 from training.config import RepoConfig, read_repo_config
 from training.errors import HunkwiseError
@@ -61,12 +61,11 @@ def test_a_bad_value_names_the_file_and_key(tmp_path: Path, text: str, message: 
 
 
 @pytest.fixture(scope="module")
-def configured(tmp_path_factory) -> tuple[GitRepo, Path]:
+def configured(tmp_path_factory, stand_in_bundle: Path) -> tuple[GitRepo, Path]:
     repo = GitRepo(tmp_path_factory.mktemp("configured") / "repo")
     repo.commit("Add app and docs", app_dot_py="x = 1\n", docs__guide_dot_md="# Guide\n")
     repo.commit("Edit both", app_dot_py="x = 2\n", docs__guide_dot_md="# The guide\n")
-    bundle = build_stand_in_bundle(tmp_path_factory.mktemp("bundle"))
-    return repo, bundle
+    return repo, stand_in_bundle
 
 
 def _review(repo: GitRepo, *args: str):

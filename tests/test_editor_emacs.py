@@ -4,7 +4,7 @@ repository, runs M-x eglot against the real server on a tiny bundle, edits the f
 hunkwise's diagnostic through Flymake, applies "Apply suggested refinement" from
 M-x hunkwise-refine's menu and runs `hunkwise-edit' on a range; the buffer must read
 exactly as the server's edits say. The Emacs side is editors/emacs/test/e2e.el; the
-text, the change and the edit arithmetic are tests/test_editor_neovim.py's."""
+text, the change and the edit arithmetic are tests/editor_support.py's."""
 
 from __future__ import annotations
 
@@ -20,17 +20,18 @@ from typing import Any
 
 import pytest
 
-from tests.editor_support import as_the_cli_says, cli_findings, missing_editor
-from tests.gitrepo import GitRepo, git_env
-from tests.test_editor_neovim import (
+from tests.editor_support import (
     BASE_TEXT,
     CHANGE,
     INSTRUCTION,
     INSTRUCTION_RANGE,
     apply_workspace_edit,
-    editor_bundle,  # noqa: F401  (the shared bundle fixture)
+    as_the_cli_says,
+    cli_findings,
+    missing_editor,
     text_edits,
 )
+from tests.gitrepo import GitRepo, git_env
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "editors" / "emacs" / "test" / "e2e.el"
@@ -131,17 +132,17 @@ EMACS, EMACS_MISSING = find_emacs()
 
 
 @pytest.mark.slow
-def test_emacs_eglot_reviews_refines_and_edits(tmp_path: Path, editor_bundle: Path):  # noqa: F811
+def test_emacs_eglot_reviews_refines_and_edits(tmp_path: Path, tiny_bundle: Path):
     if EMACS is None:
         missing_editor(EMACS_MISSING)
     assert EMACS is not None
-    result, elapsed = run_emacs(tmp_path, editor_bundle, EMACS)
+    result, elapsed = run_emacs(tmp_path, tiny_bundle, EMACS)
     assert result["steps"][-1] == "done"
     assert result["major_mode"] == "python-mode"
     assert result["server_name"] == "hunkwise"
     assert result["flymake_mode"] is True
     assert result["status"]["state"] == "ready"
-    assert Path(result["status"]["bundle"]).resolve() == editor_bundle.resolve()
+    assert Path(result["status"]["bundle"]).resolve() == tiny_bundle.resolve()
 
     # The user's edit, then a Flymake diagnostic on the changed lines (Information: a note).
     lines = BASE_TEXT.splitlines(keepends=True)
@@ -159,7 +160,7 @@ def test_emacs_eglot_reviews_refines_and_edits(tmp_path: Path, editor_bundle: Pa
     # Where and what `hunkwise review` prints for the same change.
     repo = tmp_path / "repo"
     (repo / "totals.py").write_text(result["edited_text"], encoding="utf-8")
-    (finding,) = cli_findings(repo, editor_bundle, git_env(repo.parent / f".home-{repo.name}"))
+    (finding,) = cli_findings(repo, tiny_bundle, git_env(repo.parent / f".home-{repo.name}"))
     line, column, texts = as_the_cli_says(finding)
     assert (diagnostic["line"], diagnostic["character"]) == (line, column)
     assert diagnostic["message"] in texts

@@ -16,42 +16,21 @@ from typing import Any
 
 import pytest
 
-from tests.editor_support import as_the_cli_says, cli_findings
+from tests.editor_support import (
+    BASE_TEXT,
+    CHANGE,
+    INSTRUCTION,
+    INSTRUCTION_RANGE,
+    apply_workspace_edit,
+    as_the_cli_says,
+    cli_findings,
+    text_edits,
+)
 from tests.gitrepo import GitRepo, git_env
 
 ROOT = Path(__file__).resolve().parents[1]
 NVIM_PLUGIN = ROOT / "editors" / "neovim"
 MIN_NVIM = (0, 10)
-
-BASE_TEXT = """\
-\"\"\"Totals of lists of numbers.\"\"\"
-
-import math
-
-
-def total(items):
-    result = 0
-    for item in items:
-        result += item
-    return result
-
-
-def mean(items):
-    return total(items) / len(items)
-"""
-#: The user's edit: line 9 (0-based 8) of BASE_TEXT replaced by a debug print and a change,
-#: the pattern the tiny bundle's learnable history teaches to flag.
-CHANGE = {
-    "start": 8,
-    "end": 9,
-    "lines": [
-        '        print("debug total", item)',
-        "        result += item * 2",
-    ],
-}
-#: Lines the refinement leaves alone (they are more than a hunk's context before the change).
-INSTRUCTION_RANGE = [1, 3]
-INSTRUCTION = "Add a module docstring"
 
 
 def nvim_version(binary: Path) -> tuple[int, int] | None:
@@ -79,64 +58,6 @@ def find_nvim() -> tuple[Path | None, str]:
     if version is None or version < MIN_NVIM:
         return None, f"{binary} is not Neovim 0.10 or newer (version {version})"
     return binary, ""
-
-
-@pytest.fixture(scope="session")
-def editor_bundle(request: pytest.FixtureRequest, tmp_path_factory) -> Path:
-    """$HUNKWISE_TEST_BUNDLE when set (a bundle made beforehand); else the session's
-    trained tiny bundle (conftest's ``tiny_bundle``); else a STAND-IN: an untrained tiny
-    bundle built the way tests/test_engine.py builds one. With threshold 0 any of them
-    flags every hunk."""
-    if os.environ.get("HUNKWISE_TEST_BUNDLE"):
-        return Path(os.environ["HUNKWISE_TEST_BUNDLE"])
-    try:
-        return Path(request.getfixturevalue("tiny_bundle"))
-    except pytest.FixtureLookupError:
-        pass
-    from tests.test_engine import build_stand_in_bundle
-
-    path = tmp_path_factory.getbasetemp() / "editor-stand-in-bundle"
-    if not (path / "manifest.json").is_file():
-        build_stand_in_bundle(path)
-    return path
-
-
-def _index(text: str, line: int, character: int, encoding: str) -> int:
-    """The string index of an LSP position in ``text``."""
-    lines = text.splitlines(keepends=True)
-    if line >= len(lines):
-        return len(text)
-    start = sum(len(item) for item in lines[:line])
-    content = lines[line].rstrip("\r\n")
-    codec = {"utf-8": "utf-8", "utf-16": "utf-16-le", "utf-32": "utf-32-le"}[encoding]
-    width = {"utf-8": 1, "utf-16": 2, "utf-32": 4}[encoding]
-    prefix = content.encode(codec)[: character * width].decode(codec, errors="ignore")
-    return start + len(prefix)
-
-
-def text_edits(workspace_edit: dict[str, Any]) -> list[dict[str, Any]]:
-    edits = [edit for changes in workspace_edit.get("changes", {}).values() for edit in changes]
-    for change in workspace_edit.get("documentChanges", []):
-        edits.extend(change.get("edits", []))
-    return edits
-
-
-def apply_workspace_edit(text: str, workspace_edit: dict[str, Any], encoding: str) -> str:
-    """``text`` with the edit's text edits applied (the one document of this test)."""
-    edits = text_edits(workspace_edit)
-    spans = []
-    for edit in edits:
-        start, end = edit["range"]["start"], edit["range"]["end"]
-        spans.append(
-            (
-                _index(text, start["line"], start["character"], encoding),
-                _index(text, end["line"], end["character"], encoding),
-                edit["newText"],
-            )
-        )
-    for start, end, new_text in sorted(spans, reverse=True):
-        text = text[:start] + new_text + text[end:]
-    return text if text.endswith("\n") else text + "\n"  # a buffer always ends a line
 
 
 def run_neovim(tmp_path: Path, bundle: Path, nvim: Path) -> dict[str, Any]:
@@ -195,13 +116,13 @@ NVIM, NVIM_MISSING = find_nvim()
 
 @pytest.mark.slow
 @pytest.mark.skipif(NVIM is None, reason=NVIM_MISSING)
-def test_neovim_reviews_refines_and_edits(tmp_path: Path, editor_bundle: Path):
+def test_neovim_reviews_refines_and_edits(tmp_path: Path, tiny_bundle: Path):
     assert NVIM is not None
-    result = run_neovim(tmp_path, editor_bundle, NVIM)
+    result = run_neovim(tmp_path, tiny_bundle, NVIM)
     assert result["steps"][-1] == "done"
     assert result["server_name"] == "hunkwise"
     assert result["status"]["state"] == "ready"
-    assert Path(result["status"]["bundle"]).resolve() == editor_bundle.resolve()
+    assert Path(result["status"]["bundle"]).resolve() == tiny_bundle.resolve()
 
     # A diagnostic on the changed lines, as docs/architecture.md section 6 describes.
     diagnostic = result["diagnostic"]
@@ -213,7 +134,7 @@ def test_neovim_reviews_refines_and_edits(tmp_path: Path, editor_bundle: Path):
     changed = result["refinement"]["before"]
     repo = tmp_path / "repo"
     (repo / "totals.py").write_text(changed, encoding="utf-8")
-    (finding,) = cli_findings(repo, editor_bundle, git_env(tmp_path / ".home-repo"))
+    (finding,) = cli_findings(repo, tiny_bundle, git_env(tmp_path / ".home-repo"))
     line, column, texts = as_the_cli_says(finding)
     assert (diagnostic["lnum"], diagnostic["col"]) == (line, column)
     assert diagnostic["end_lnum"] == finding["end_line"] - 1

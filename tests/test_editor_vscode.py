@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from server.settings import Settings
-from tests.test_editor_neovim import editor_bundle  # noqa: F401  (the shared bundle fixture)
 from training.config import KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +32,7 @@ def _node_modules_missing() -> str | None:
 
 
 @pytest.mark.slow
-def test_extension_node_tests(editor_bundle: Path):  # noqa: F811
+def test_extension_node_tests(tiny_bundle: Path):
     missing = _node_modules_missing()
     if missing:
         if os.environ.get("CI"):
@@ -41,7 +40,7 @@ def test_extension_node_tests(editor_bundle: Path):  # noqa: F811
         pytest.skip(missing)
     env = {
         **os.environ,
-        "HUNKWISE_TEST_BUNDLE": str(editor_bundle),
+        "HUNKWISE_TEST_BUNDLE": str(tiny_bundle),
         "HUNKWISE_PYTHON": sys.executable,
     }
     finished = subprocess.run(

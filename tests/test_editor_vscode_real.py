@@ -30,17 +30,19 @@ from typing import Any
 
 import pytest
 
-from tests.editor_support import EDITOR_SETTINGS, as_the_cli_says, cli_findings, missing_editor
-from tests.gitrepo import GitRepo
-from tests.test_editor_neovim import (
+from tests.editor_support import (
     BASE_TEXT,
     CHANGE,
+    EDITOR_SETTINGS,
     INSTRUCTION,
     INSTRUCTION_RANGE,
     apply_workspace_edit,
-    editor_bundle,  # noqa: F401  (the shared bundle fixture)
+    as_the_cli_says,
+    cli_findings,
+    missing_editor,
     text_edits,
 )
+from tests.gitrepo import GitRepo
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTENSION = ROOT / "editors" / "vscode"
@@ -278,7 +280,7 @@ def start_code_server(
 @pytest.fixture(scope="session")
 def code_server() -> Path:
     """code-server, or the skip (the failure, where editors are required) that says why
-    not; a session fixture named before ``editor_bundle``, so it is checked before a
+    not; a session fixture named before ``tiny_bundle``, so it is checked before a
     bundle is trained for nothing."""
     binary, missing = find_code_server()
     if binary is None:
@@ -294,7 +296,7 @@ def vsix(code_server: Path) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_vscode_real(code_server: Path, vsix: Path, tmp_path: Path, editor_bundle: Path):  # noqa: F811
+def test_vscode_real(code_server: Path, vsix: Path, tmp_path: Path, tiny_bundle: Path):
     artifacts = artifacts_dir(tmp_path)
     print(f"\nVS Code e2e artifacts (screenshots, result.json, logs): {artifacts}")
 
@@ -305,7 +307,7 @@ def test_vscode_real(code_server: Path, vsix: Path, tmp_path: Path, editor_bundl
     repo.commit("Add the totals module", totals_dot_py=BASE_TEXT)
     bundles = tmp_path / "bundles"
     bundle = bundles / "bundle"
-    shutil.copytree(editor_bundle, bundle)
+    shutil.copytree(tiny_bundle, bundle)
     digest = tree_digest(bundle)
     (repo.path / ".git" / "info" / "exclude").write_text(".vscode/\n", encoding="utf-8")
     workspace_settings = {
@@ -422,7 +424,7 @@ def test_vscode_real(code_server: Path, vsix: Path, tmp_path: Path, editor_bundl
     assert texts["edited"] == edited_text()
     # Where and what `hunkwise review` prints for the same change (1-based in Problems).
     (repo.path / "totals.py").write_text(texts["edited"], encoding="utf-8")
-    (finding,) = cli_findings(repo.path, editor_bundle, repo.env)
+    (finding,) = cli_findings(repo.path, tiny_bundle, repo.env)
     cli_line, cli_column, cli_texts = as_the_cli_says(finding)
     messages = []
     for problem in (result["diagnostic"]["problems"], result["diagnostic"]["problemsAtHover"]):

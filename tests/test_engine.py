@@ -3,7 +3,6 @@ equal unbatched ones, batched generation equals one-at-a-time, adapters really s
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 from pathlib import Path
@@ -11,97 +10,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.model_sizes import SMALL_MODEL
+from tests.untrained_bundle import HUNKS, build_stand_in_bundle
 from training.bundle import BundleError
 from training.data import encode_prompt
 from training.engine import Engine, GenerationRequest
 from training.errors import GenerationStopped, HunkwiseError
 from training.hunks import Hunk
-from training.models import build_tiny_model, build_tiny_tokenizer
 from training.rnp import label_token_ids
 from training.tasks import ADAPTER_TASKS, DEFAULT_INSTRUCTIONS, LABEL_WORDS, RNP, TEMPLATE_NAME
 
-HUNKS = [
-    Hunk("src/app.py", 3, 2, 3, 3, (" x = 1", "-y = 2", "+y = 3", "+z = y * 2")),
-    Hunk("src/app.py", 40, 1, 41, 1, ("-    return None", "+    return value")),
-    Hunk(
-        "lib/util.py",
-        10,
-        6,
-        10,
-        9,
-        (
-            " def parse(text):",
-            "     parts = text.split(',')",
-            "+    if not parts:",
-            "+        raise ValueError('empty')",
-            "+    # keep order",
-            "     return [p.strip() for p in parts]",
-            " ",
-            " ",
-            " def render(items):",
-        ),
-    ),
-    Hunk("README.md", 1, 1, 1, 1, ("-# Old title", "+# New title")),
-    Hunk("setup.cfg", 7, 3, 7, 2, (" [tool]", "-debug = true", " name = x")),
-]
-
-CORPUS = [hunk.text for hunk in HUNKS] * 4 + [
-    "Fix the off-by-one error in the parser.",
-    "Rename the variable to something clearer.",
-]
-
-
-def build_stand_in_bundle(path: Path, stage1: bool = True) -> Path:
-    """A STAND-IN for a trained bundle, built without training: a tiny random LLaMA and a
-    small BPE tokenizer in base/, random (not zero-initialised, so they differ from the base
-    and from each other) but real peft LoRA adapters saved with ``save_pretrained``, and a
-    manifest as the contract describes. Real trained bundles come from ``hunkwise train``."""
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(0)
-    tokenizer = build_tiny_tokenizer(CORPUS, vocab_size=400)
-    base = build_tiny_model(
-        tokenizer,
-        **SMALL_MODEL,
-        max_position_embeddings=512,
-    )
-    base.save_pretrained(path / "base")
-    tokenizer.save_pretrained(path / "base")
-    adapters = ["stage1", *ADAPTER_TASKS] if stage1 else list(ADAPTER_TASKS)
-    for seed, name in enumerate(adapters, start=1):
-        torch.manual_seed(seed)
-        config = LoraConfig(
-            r=4,
-            lora_alpha=16,
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-            init_lora_weights=False,
-            task_type="CAUSAL_LM",
-        )
-        get_peft_model(copy.deepcopy(base), config).save_pretrained(path / name)
-    manifest = {
-        "format": "hunkwise-bundle/1",
-        "base_model": "bundle:base",
-        "template": TEMPLATE_NAME,
-        "stage1": "stage1" if stage1 else None,
-        "tasks": {task: task for task in ADAPTER_TASKS},
-        "label_words": dict(LABEL_WORDS),
-        "created": "2024-01-01T00:00:00+00:00",
-        "training": {"stand_in": True},
-        "metrics": {},
-    }
-    (path / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return path
-
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    return build_stand_in_bundle(tmp_path_factory.mktemp("bundle"))
-
-
-@pytest.fixture(scope="module")
-def engine(bundle: Path) -> Engine:
-    return Engine.load(bundle, device="cpu", max_new_tokens=6, batch_size=4)
+def engine(stand_in_bundle: Path) -> Engine:
+    return Engine.load(stand_in_bundle, device="cpu", max_new_tokens=6, batch_size=4)
 
 
 def _last_logits(engine: Engine, adapter: str, ids: list[int]) -> torch.Tensor:
@@ -120,14 +41,14 @@ def _manual_score(engine: Engine, hunk: Hunk) -> float:
     return torch.softmax(logits[[yes, no]], dim=-1)[0].item()
 
 
-def test_info_lists_the_bundle(engine: Engine, bundle: Path) -> None:
+def test_info_lists_the_bundle(engine: Engine, stand_in_bundle: Path) -> None:
     info = engine.info
     assert info.adapters == ADAPTER_TASKS
     assert info.base_model == "bundle:base"
     assert info.template == TEMPLATE_NAME
     assert info.stage1 is True
     assert info.device == "cpu"
-    assert info.bundle == bundle
+    assert info.bundle == stand_in_bundle
     assert engine.model.training is False
 
 
@@ -271,12 +192,14 @@ def test_empty_input_and_mismatched_lengths(engine: Engine) -> None:
         engine.refine(["a", "b"], ["c"])
 
 
-def test_a_task_missing_from_the_bundle_is_a_clear_error(bundle: Path, tmp_path: Path) -> None:
+def test_a_task_missing_from_the_bundle_is_a_clear_error(
+    stand_in_bundle: Path, tmp_path: Path
+) -> None:
     partial = tmp_path / "partial"
     partial.mkdir()
     for name in ("base", "stage1", "rnp"):
-        (partial / name).symlink_to(bundle / name)
-    manifest = json.loads((bundle / "manifest.json").read_text())
+        (partial / name).symlink_to(stand_in_bundle / name)
+    manifest = json.loads((stand_in_bundle / "manifest.json").read_text())
     manifest["tasks"] = {"rnp": "rnp"}
     (partial / "manifest.json").write_text(json.dumps(manifest))
     only_rnp = Engine.load(partial, device="cpu")
@@ -286,14 +209,14 @@ def test_a_task_missing_from_the_bundle_is_a_clear_error(bundle: Path, tmp_path:
         only_rnp.comment(HUNKS[:1])
 
 
-def test_an_adapter_without_safetensors_is_refused(bundle: Path, tmp_path: Path) -> None:
+def test_an_adapter_without_safetensors_is_refused(stand_in_bundle: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
     for name in ("base", "stage1", "rnp"):
-        (broken / name).symlink_to(bundle / name)
+        (broken / name).symlink_to(stand_in_bundle / name)
     (broken / "rcg").mkdir()
     (broken / "rcg" / "adapter_config.json").write_text("{}")
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = json.loads((stand_in_bundle / "manifest.json").read_text())
     manifest["tasks"] = {"rnp": "rnp", "rcg": "rcg"}
     (broken / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=r"adapter_model\.safetensors"):

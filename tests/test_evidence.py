@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import TrainedBundle
+from tests.learnable_repo import TrainedBundle
 from training.bundle import BundleError, read_manifest
 from training.evidence import (
     EVIDENCE_DIR,

@@ -5,23 +5,34 @@ identically, and ``hunkwise review`` finds the pattern in a new commit."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TrainedBundle
-from training.evaluate import bleu4, evaluate_bundle, write_bundle_report
+from tests.learnable_repo import TrainedBundle
+from training.evaluate import bleu4, evaluate_bundle
 from training.mining.dataset import read_split
+from training.report import write_bundle_report
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def report(trained: TrainedBundle):
-    report = evaluate_bundle(trained.bundle, trained.data, device="cpu", limit=0)
-    write_bundle_report(trained.bundle, report)
+def reported_bundle(trained: TrainedBundle, tmp_path_factory) -> Path:
+    """A copy of the session bundle, for the report to be written into: the session's
+    stays as training left it for every other test."""
+    bundle = tmp_path_factory.mktemp("reported") / "bundle"
+    shutil.copytree(trained.bundle, bundle)
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def report(trained: TrainedBundle, reported_bundle: Path):
+    report = evaluate_bundle(reported_bundle, trained.data, device="cpu", limit=0)
+    write_bundle_report(reported_bundle, report)
     return report
 
 
@@ -38,18 +49,18 @@ def test_rcg_adapter_beats_an_empty_comment(trained: TrainedBundle, report):
     assert report.rcg is not None and report.rcg.bleu4 > empty
 
 
-def test_report_files_and_manifest_metrics(trained: TrainedBundle, report):
+def test_report_files_and_manifest_metrics(reported_bundle: Path, report):
     for name in ("report.json", "report.md", "loss.svg", "rnp_pr.svg"):
-        assert (trained.bundle / name).stat().st_size > 0
-    manifest = json.loads((trained.bundle / "manifest.json").read_text())
+        assert (reported_bundle / name).stat().st_size > 0
+    manifest = json.loads((reported_bundle / "manifest.json").read_text())
     served = manifest["metrics"]["rnp"]["scorers"]["served"]
     assert served["metrics"]["f1"] == report.rnp.served.f1
-    assert "LApredict" in (trained.bundle / "report.md").read_text()
+    assert "LApredict" in (reported_bundle / "report.md").read_text()
     # The learnt pattern is in one file per function: the evidence finds fixes of the same
     # kind of change, and says so in the report.
     evidence = manifest["metrics"]["evidence"]
     assert evidence["fixed_test_hunks"] > 0 and evidence["with_evidence"] > 0.5
-    assert "## Evidence from history" in (trained.bundle / "report.md").read_text()
+    assert "## Evidence from history" in (reported_bundle / "report.md").read_text()
 
 
 def test_bundle_reloads_with_identical_scores(trained: TrainedBundle):

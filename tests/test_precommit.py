@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TrainedBundle
 from tests.gitrepo import GitRepo
+from tests.learnable_repo import TrainedBundle
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / ".pre-commit-hooks.yaml"

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.gitrepo import GitRepo
-from tests.test_engine import HUNKS, build_stand_in_bundle
+from tests.untrained_bundle import HUNKS, build_stand_in_bundle
 from training import __version__
 from training.cli import main
 from training.engine import Engine
@@ -152,9 +152,8 @@ def test_finding_lines() -> None:
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory) -> Engine:
-    bundle = build_stand_in_bundle(tmp_path_factory.mktemp("bundle"))
-    return Engine.load(bundle, device="cpu", max_new_tokens=6, batch_size=4)
+def engine(stand_in_bundle: Path) -> Engine:
+    return Engine.load(stand_in_bundle, device="cpu", max_new_tokens=6, batch_size=4)
 
 
 def test_review_hunks_gates_comments_by_threshold(engine: Engine) -> None:

@@ -1,12 +1,13 @@
 """The language server end to end: ``python -m server`` over stdio, a real git repository
-in a temp dir and a real tiny bundle (the trained ``tiny_bundle`` when tests/conftest.py
-provides one, else an untrained one built like tests/test_engine.py does; threshold 0.0
-flags every hunk either way). One server serves the module; a second runs without a
-bundle; a third, a bundle without an rnp adapter."""
+in a temp dir and the session's trained tiny bundle (threshold 0.0 flags every hunk). One
+server serves the module, and each test opens documents of its own, so that any test runs
+alone or in any order; a second server runs without a bundle; a third, a bundle without an
+rnp adapter."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from lsprotocol import types
 
 from tests.gitrepo import GitRepo
 from tests.lsp_session import (
+    Published,
     configure,
     execute,
     open_document,
@@ -30,9 +32,10 @@ from tests.lsp_session import (
     status,
     wait_until,
 )
-from training.hunks import Hunk, diff_texts
+from training.hunks import Hunk
 from training.review import finding_lines, hunks_for
 from training.tasks import ADAPTER_TASKS, RNP
+from training.xdiff import diff_texts
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -47,24 +50,25 @@ PARITY = "".join(
     for n in range(1, 9)
 )
 PENDING = "This change may need review (p="
-
-
-@pytest.fixture(scope="module")
-def lsp_bundle(request: pytest.FixtureRequest, tmp_path_factory) -> Path:
-    try:
-        return request.getfixturevalue("tiny_bundle")
-    except pytest.FixtureLookupError:
-        from tests.test_engine import build_stand_in_bundle
-
-        return build_stand_in_bundle(tmp_path_factory.mktemp("lsp-bundle"))
+#: Committed copies of APP, one for each test that edits it with ``_edit_app``.
+APP_COPIES = (
+    "app.py",
+    "hover.py",
+    "actions.py",
+    "instruction.py",
+    "threshold.py",
+    "burst.py",
+    "corrupt.py",
+)
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> GitRepo:
     repo = GitRepo(tmp_path_factory.mktemp("workspace") / "repo")
+    for name in APP_COPIES:
+        repo.write(name, APP)
     repo.commit(
         "Add the app",
-        app_dot_py=APP,
         other_dot_py=OTHER,
         lib_dot_py=LIB,
         tail_dot_py=TAIL,
@@ -77,9 +81,9 @@ def repo(tmp_path_factory) -> GitRepo:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def client(repo: GitRepo, lsp_bundle: Path):
+async def client(repo: GitRepo, tiny_bundle: Path):
     options = {
-        "bundle": str(lsp_bundle),
+        "bundle": str(tiny_bundle),
         "threshold": 0.0,
         "maxNewTokens": 6,
         "debounceMs": 30,
@@ -100,6 +104,28 @@ def _uri(repo: GitRepo, name: str) -> str:
     return (repo.path / name).as_uri()
 
 
+@dataclasses.dataclass(frozen=True)
+class EditedApp:
+    uri: str
+    text: str
+    hunks: list[Hunk]
+    published: Published
+
+
+async def _edit_app(client, repo: GitRepo, name: str) -> EditedApp:
+    """Open ``name``, a committed copy of APP (nothing to review at version 1), and make an
+    edit of two hunks: a print added (version 2) and a return changed (version 3); once
+    version 3's diagnostics are published."""
+    uri = _uri(repo, name)
+    open_document(client, uri, APP)
+    await published(client, uri, 1)
+    start = APP.index("def step_3")
+    text = replace(client, uri, 2, APP, start, start, "print('debug', value)\n")
+    end = text.index("    return value + 9")
+    text = replace(client, uri, 3, text, end, end + len("    return value + 9"), "    return 9")
+    return EditedApp(uri, text, diff_texts(APP, text, name), await published(client, uri, 3))
+
+
 def _expected_range(hunk: Hunk, text: str) -> types.Range:
     lines = text.split("\n")
     if hunk.added:
@@ -112,29 +138,22 @@ def _expected_range(hunk: Hunk, text: str) -> types.Range:
     raise AssertionError("not an adding hunk")
 
 
-async def test_requests_are_answered_while_the_bundle_loads(client, lsp_bundle: Path) -> None:
+async def test_requests_are_answered_while_the_bundle_loads(client, tiny_bundle: Path) -> None:
     assert client.first_status["state"] == "loading"
     answer = await status(client)
     assert answer["state"] == "ready", answer
     assert answer["adapters"] == list(ADAPTER_TASKS)
     assert answer["device"] == "cpu"
-    assert Path(answer["bundle"]) == lsp_bundle
+    assert Path(answer["bundle"]) == tiny_bundle
     assert answer["base"] == "HEAD"
     assert answer["threshold"] == 0.0  # the setting, over the bundle's
 
 
 async def test_an_edit_gets_one_diagnostic_per_hunk(client, repo: GitRepo) -> None:
-    uri = _uri(repo, "app.py")
-    open_document(client, uri, APP)
-    opened = await published(client, uri, 1)
-    assert opened.diagnostics == []
-    start = APP.index("def step_3")
-    text = replace(client, uri, 2, APP, start, start, "print('debug', value)\n")
-    end = text.index("    return value + 9")
-    text = replace(client, uri, 3, text, end, end + len("    return value + 9"), "    return 9")
-    hunks = diff_texts(APP, text, "app.py")
+    edited = await _edit_app(client, repo, "app.py")
+    assert (await published(client, edited.uri, 1)).diagnostics == []
+    text, hunks, first = edited.text, edited.hunks, edited.published
     assert len(hunks) == 2
-    first = await published(client, uri, 3)
     assert [d.range for d in first.diagnostics] == [_expected_range(h, text) for h in hunks]
     for diagnostic, hunk in zip(first.diagnostics, hunks, strict=True):
         assert diagnostic.source == "hunkwise"
@@ -144,15 +163,14 @@ async def test_an_edit_gets_one_diagnostic_per_hunk(client, repo: GitRepo) -> No
         assert 0.0 <= diagnostic.data["p"] <= 1.0
         if diagnostic.message.startswith(PENDING):
             assert diagnostic.message == f"{PENDING}{diagnostic.data['p']:.2f})"
-    client.app_text = text
-    client.app_hunks = hunks
 
 
 async def test_hover_shows_the_comment_probability_bundle_and_base(
-    client, repo: GitRepo, lsp_bundle: Path
+    client, repo: GitRepo, tiny_bundle: Path
 ) -> None:
-    uri = _uri(repo, "app.py")
-    line = client.app_hunks[0].added[0][0] - 1
+    edited = await _edit_app(client, repo, "hover.py")
+    uri = edited.uri
+    line = edited.hunks[0].added[0][0] - 1
 
     async def hover_text() -> str:
         answer = await client.text_document_hover_async(
@@ -167,7 +185,7 @@ async def test_hover_shows_the_comment_probability_bundle_and_base(
 
     text = await hover_text()
     assert "may need review** (p = 0." in text
-    assert f"bundle: `{lsp_bundle}`" in text
+    assert f"bundle: `{tiny_bundle}`" in text
     assert f"base: HEAD ({repo.head()[:7]})" in text
     # Comments arrive after the scores; the hover then shows the comment.
     for _ in range(1500):
@@ -185,9 +203,10 @@ async def test_hover_shows_the_comment_probability_bundle_and_base(
 
 
 async def test_code_actions_and_resolve_give_a_workspace_edit(client, repo: GitRepo) -> None:
-    uri = _uri(repo, "app.py")
+    edited = await _edit_app(client, repo, "actions.py")
+    uri = edited.uri
     diagnostic = client.diagnostics[uri][0]
-    hunk = client.app_hunks[0]
+    hunk = edited.hunks[0]
     actions = await client.text_document_code_action_async(
         types.CodeActionParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
@@ -223,7 +242,7 @@ async def test_code_actions_and_resolve_give_a_workspace_edit(client, repo: GitR
 
 
 async def test_edit_with_instruction_sends_workspace_apply_edit(client, repo: GitRepo) -> None:
-    uri = _uri(repo, "app.py")
+    uri = (await _edit_app(client, repo, "instruction.py")).uri
     before = len(client.edits)
     result = await execute(
         client,
@@ -242,7 +261,7 @@ async def test_edit_with_instruction_sends_workspace_apply_edit(client, repo: Gi
 
 
 async def test_diagnostics_say_and_point_where_hunkwise_review_does(
-    client, repo: GitRepo, lsp_bundle: Path
+    client, repo: GitRepo, tiny_bundle: Path
 ) -> None:
     """The same hunks through ``hunkwise review`` (text and JSON) and the server: each
     diagnostic starts at the line:col the CLI prints, ends where the CLI's end_line
@@ -265,7 +284,7 @@ async def test_diagnostics_say_and_point_where_hunkwise_review_does(
         diagnostics = [p for p in client.published if p.uri == uri][-1].diagnostics
         cli = [
             sys.executable, "-c", "from training.cli import main; main()", "review",
-            "--repo", str(repo.path), "--bundle", str(lsp_bundle), "--threshold", "0",
+            "--repo", str(repo.path), "--bundle", str(tiny_bundle), "--threshold", "0",
             "--max-new-tokens", "6", "--device", "cpu", "--exit-zero", "-q",
         ]  # fmt: skip
         env = {**repo.env, "HF_HUB_OFFLINE": "1"}
@@ -354,7 +373,8 @@ async def test_lockfiles_and_vendored_code_are_not_scored(client, repo: GitRepo)
 
 
 async def test_a_threshold_change_republishes(client, repo: GitRepo) -> None:
-    uri = _uri(repo, "app.py")
+    edited = await _edit_app(client, repo, "threshold.py")
+    uri = edited.uri
     since = len(client.published)
     configure(client, threshold=1.0)
     await published(client, uri, 3, since, check=lambda p: p.diagnostics == [])
@@ -363,12 +383,13 @@ async def test_a_threshold_change_republishes(client, repo: GitRepo) -> None:
     client.set_configuration({"threshold": 0.0}, section="hunkwise")
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
     back = await published(client, uri, 3, since, check=lambda p: len(p.diagnostics) == 2)
-    assert [d.data["hunk"] for d in back.diagnostics] == [h.id for h in client.app_hunks]
+    assert [d.data["hunk"] for d in back.diagnostics] == [h.id for h in edited.hunks]
 
 
 async def test_a_burst_of_edits_ends_with_the_last_version_only(client, repo: GitRepo) -> None:
-    uri = _uri(repo, "app.py")
-    text, since = client.app_text, len(client.published)
+    edited = await _edit_app(client, repo, "burst.py")
+    uri = edited.uri
+    text, since = edited.text, len(client.published)
     anchor = text.index("    return value + 6") + len("    return value + 6")
     for version in range(4, 54):
         text = replace(client, uri, version, text, anchor, anchor, "1")
@@ -377,7 +398,7 @@ async def test_a_burst_of_edits_ends_with_the_last_version_only(client, repo: Gi
     await asyncio.sleep(0.5)  # let anything still queued arrive: none of it may be older
     ours = [p for p in client.published[since:] if p.uri == uri]
     assert all(p.version == 53 for p in ours[ours.index(final) :])
-    hunks = diff_texts(APP, text, "app.py")
+    hunks = diff_texts(APP, text, "burst.py")
     assert [d.data["hunk"] for d in client.diagnostics[uri]] == [h.id for h in hunks]
     assert [d.range for d in client.diagnostics[uri]] == [_expected_range(h, text) for h in hunks]
 
@@ -435,7 +456,9 @@ async def test_random_edits_end_with_diagnostics_for_the_final_text(
         if hunk.added:
             lines = text.split("\n")
             first, last = hunk.added[0][0] - 1, hunk.added[-1][0] - 1
-            assert diagnostic.range.start == types.Position(first, 0)
+            code = lines[first]
+            indent = len(code) - len(code.lstrip()) if code.strip() else 0  # the CLI's column
+            assert diagnostic.range.start == types.Position(first, indent)
             assert diagnostic.range.end.line == last
             assert diagnostic.range.end.character == len(lines[last].encode("utf-16-le")) // 2
         else:
@@ -447,10 +470,11 @@ async def test_random_edits_end_with_diagnostics_for_the_final_text(
 
 
 async def test_a_corrupt_bundle_is_reported_and_the_server_survives(
-    client, repo: GitRepo, lsp_bundle: Path, tmp_path: Path
+    client, repo: GitRepo, tiny_bundle: Path, tmp_path: Path
 ) -> None:
+    edited = await _edit_app(client, repo, "corrupt.py")
     corrupt = tmp_path / "corrupt"
-    shutil.copytree(lsp_bundle, corrupt)
+    shutil.copytree(tiny_bundle, corrupt)
     weights = corrupt / "rnp" / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:64])
     configure(client, bundle=str(corrupt))
@@ -464,10 +488,9 @@ async def test_a_corrupt_bundle_is_reported_and_the_server_survives(
     answer = await status(client)
     assert answer["state"] == "error" and answer["message"]
     # Back to the good bundle: reviews resume.
-    uri = _uri(repo, "app.py")
     since = len(client.published)
-    configure(client, bundle=str(lsp_bundle))
-    back = await published(client, uri, 53, since, check=lambda p: len(p.diagnostics) > 0)
+    configure(client, bundle=str(tiny_bundle))
+    back = await published(client, edited.uri, 3, since, check=lambda p: len(p.diagnostics) > 0)
     assert back.diagnostics
     assert (await status(client))["state"] == "ready"
 

@@ -1,5 +1,5 @@
 """The language server under random bad traffic: a bounded fuzz run (about 30 s) of
-tests/lsp_fuzz_messages.py over stdio with its own raw client, and the cases it found,
+bench/lsp_harness/fuzz_messages.py over stdio with its own raw client, and the cases it found,
 each pinned down on its own. ``HUNKWISE_FUZZ_SEED=N`` reruns the fuzz with another seed
 (the failure message names the seed it ran); bench/lsp_fuzz.py runs it for thousands of
 messages."""
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from lsprotocol import types
 
-from server.server import create_server
-from tests.lsp_fuzz_messages import (
+from bench.lsp_harness import SERVER, STAND_IN_SERVER
+from bench.lsp_harness.fuzz_messages import (
     FRAME_BREAKS,
     NOTIFICATIONS,
     REQUESTS,
@@ -28,8 +28,8 @@ from tests.lsp_fuzz_messages import (
     run_fuzz,
     summary,
 )
-from tests.lsp_raw_client import RawClient
-from tests.lsp_session import SERVER, STAND_IN_SERVER
+from bench.lsp_harness.raw_client import RawClient
+from server.server import create_server
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@ frames with bad params, bad ids and unknown methods (each request answered exact
 a second ``initialize``, documents with characters ``str.splitlines`` breaks at but LSP
 does not, and commands aimed outside the workspace, past a document's end or with huge
 instructions. Over stdio with the real server, and the STAND-IN engine of
-tests/lsp_stand_in_engine.py where a bundle must be ready."""
+bench/lsp_harness/stand_in_engine.py where a bundle must be ready."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,20 +22,13 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.workspace.position_codec import PositionCodec
 
+from bench.lsp_harness import ROOT, SERVER, STAND_IN_SERVER
+from bench.lsp_harness.raw_client import RawClient
+from bench.lsp_harness.stand_in_engine import write_stand_in_bundle
 from server.text import LspTextDocument, model_safe
 from tests.gitrepo import GitRepo
-from tests.lsp_raw_client import RawClient
-from tests.lsp_session import (
-    ROOT,
-    SERVER,
-    STAND_IN_SERVER,
-    execute,
-    open_document,
-    published,
-    session,
-    status,
-)
-from tests.lsp_stand_in_engine import write_stand_in_bundle
+from tests.lsp_server_variants import SHORT_APPLY_EDIT_TIMEOUT_SERVER, STRICT_TOKENIZER_SERVER
+from tests.lsp_session import execute, open_document, published, session, status
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -555,62 +547,6 @@ def test_files_missing_on_disk_are_reviewed_from_the_buffer_or_refused_with_the_
 # -- text a tokenizer cannot take, in commands ----------------------------------------------
 
 
-class StrictTokenizer:
-    """Wraps a STAND-IN engine so that, like a real tokenizer, it refuses a lone surrogate
-    (no UTF-8 for it) or a NUL in anything it is given: hunks, code, comments and
-    instructions."""
-
-    def __init__(self, engine: Any) -> None:
-        self._engine = engine
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
-
-    @staticmethod
-    def _tokenize(texts: Any) -> None:
-        for text in texts:
-            if "\x00" in text:
-                raise ValueError("stand-in tokenizer: a NUL in the input")
-            text.encode("utf-8")  # UnicodeEncodeError for a lone surrogate
-
-    def score(self, hunks):
-        self._tokenize(hunk.text for hunk in hunks)
-        return self._engine.score(hunks)
-
-    def comment(self, hunks, should_stop=None):
-        self._tokenize(hunk.text for hunk in hunks)
-        return self._engine.comment(hunks, should_stop)
-
-    def refine(self, codes, comments, should_stop=None):
-        self._tokenize([*codes, *comments])
-        return self._engine.refine(codes, comments, should_stop)
-
-    def edit(self, codes, instructions, should_stop=None):
-        self._tokenize([*codes, *instructions])
-        return self._engine.edit(codes, instructions, should_stop)
-
-
-def serve_with_strict_tokenizer() -> None:
-    """The real server over stdio with a STAND-IN engine behind ``StrictTokenizer``."""
-    from server.server import create_server
-    from tests.lsp_stand_in_engine import load_stand_in
-
-    os.environ["GIT_OPTIONAL_LOCKS"] = "0"
-    server = create_server(loader=lambda *args: StrictTokenizer(load_stand_in(*args)))
-    try:
-        server.start_io()
-    finally:
-        if not server.shut_down_cleanly:
-            server.close()
-
-
-STRICT_TOKENIZER_SERVER = (
-    SERVER[0],
-    "-c",
-    "from tests.test_server_hostile import serve_with_strict_tokenizer as serve; serve()",
-)
-
-
 def test_instructions_selections_and_refined_code_reach_the_model_model_safe(
     tmp_path: Path,
 ) -> None:
@@ -766,22 +702,6 @@ def test_a_notification_pygls_would_fail_on_is_logged_in_one_plain_line(
     assert log.count(line) == 1 and "Traceback" not in log and "internal error" not in log, log
     told = [(m.get("params") or {}).get("message", "") for m in client.seen if "method" in m]
     assert not [text for text in told if "internal error" in text], told
-
-
-def serve_with_a_short_apply_edit_timeout() -> None:
-    """The STAND-IN server with ``APPLY_EDIT_TIMEOUT_S`` lowered to half a second."""
-    import server.server
-    from tests.lsp_stand_in_engine import main
-
-    server.server.APPLY_EDIT_TIMEOUT_S = 0.5
-    sys.exit(main())
-
-
-SHORT_APPLY_EDIT_TIMEOUT_SERVER = (
-    SERVER[0],
-    "-c",
-    "from tests.test_server_hostile import serve_with_a_short_apply_edit_timeout as serve; serve()",
-)
 
 
 def test_an_edit_the_client_never_answers_times_out_and_a_late_answer_is_ignored(

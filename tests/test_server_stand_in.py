@@ -1,5 +1,5 @@
 """Protocol edge cases of the language server, over stdio, with the STAND-IN engine and
-trainer of tests/lsp_stand_in_engine.py (fixed rules instead of a model, so answers are
+trainer of bench/lsp_harness/stand_in_engine.py (fixed rules instead of a model, so answers are
 exact and instant): bad settings, pull diagnostics, model errors, a busy model, dismissal,
 refinements and instruction edits, workspace review, training runs and their cancellation,
 exiting without a shutdown."""
@@ -16,9 +16,10 @@ import pytest_asyncio
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 
+from bench.lsp_harness import STAND_IN_SERVER
+from bench.lsp_harness.stand_in_engine import COMMENT, write_stand_in_bundle
 from tests.gitrepo import GitRepo
 from tests.lsp_session import (
-    STAND_IN_SERVER,
     execute,
     open_document,
     published,
@@ -28,7 +29,6 @@ from tests.lsp_session import (
     vscode_capabilities,
     wait_until,
 )
-from tests.lsp_stand_in_engine import COMMENT, write_stand_in_bundle
 
 #: A commented finding's diagnostic, as `hunkwise review` prints it (comment, then p).
 COMMENTED = f"{COMMENT} (p=0.90)"

@@ -7,8 +7,8 @@ from lsprotocol.types import Position, PositionEncodingKind, Range
 from pygls.workspace.position_codec import PositionCodec
 
 from server.text import LineMap
-from training.hunks import diff_texts
 from training.review import Finding, finding_column, finding_lines
+from training.xdiff import diff_texts
 
 UTF16 = PositionCodec(PositionEncodingKind.Utf16)
 UTF8 = PositionCodec(PositionEncodingKind.Utf8)

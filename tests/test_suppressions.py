@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.lsp_harness import ROOT, STAND_IN_SERVER
+from bench.lsp_harness.stand_in_engine import StandInEngine, write_stand_in_bundle
 from tests.gitrepo import GitRepo
 from tests.lsp_session import (
-    ROOT,
-    STAND_IN_SERVER,
     execute,
     open_document,
     published,
@@ -26,10 +26,8 @@ from tests.lsp_session import (
     status,
     wait_until,
 )
-from tests.lsp_stand_in_engine import StandInEngine, write_stand_in_bundle
 from training.bundle import history_id
 from training.errors import HunkwiseError
-from training.hunks import diff_texts
 from training.review import (
     DISMISSED,
     SUPPRESSED,
@@ -45,6 +43,7 @@ from training.suppressions import (
     ignore_marker,
     store_path,
 )
+from training.xdiff import diff_texts
 
 APP = "".join(f"value_{n} = {n}\n" for n in range(1, 21))
 

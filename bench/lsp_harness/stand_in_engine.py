@@ -1,8 +1,9 @@
 """A STAND-IN engine and a STAND-IN trainer for the language server's protocol-only tests
-(model errors, slow models, pull diagnostics, cancellation): the real server runs over
-stdio with these plugged in instead of torch. The main path is tested with a real bundle.
+(model errors, slow models, pull diagnostics, cancellation) and its fuzz: the real server
+runs over stdio with these plugged in instead of torch. The main path is tested with a
+real bundle.
 
-``python tests/lsp_stand_in_engine.py`` starts the server; ``... train-child ARGS`` is the
+``python bench/lsp_harness/stand_in_engine.py`` starts the server; ``... train-child ARGS`` is the
 stand-in for ``hunkwise train-from-repo ARGS`` that the server starts.
 
 Stand-in rules: a hunk that adds a ``print(`` scores 0.9, any other 0.1; a hunk containing
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

@@ -1,5 +1,5 @@
-"""A bare JSON-RPC client for the language server tests that send what no real client
-would: it writes any bytes a test gives it to the server's stdin and collects every
+"""A bare JSON-RPC client for the language server tests and the fuzz that send what no real
+client would: it writes any bytes a test gives it to the server's stdin and collects every
 message the server writes, with LSP's Content-Length framing and nothing else."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from tests.lsp_session import ROOT
+from bench.lsp_harness import ROOT
 
 #: What a client answers to a request from the server (the whole response message), or
 #: None to leave it unanswered.

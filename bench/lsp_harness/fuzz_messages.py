@@ -21,13 +21,12 @@ from typing import Any
 
 from lsprotocol import types
 
+from bench.lsp_harness import ROOT, SERVER, STAND_IN_SERVER
+from bench.lsp_harness.raw_client import RawClient
+from bench.lsp_harness.stand_in_engine import write_stand_in_bundle
 from server.frames import MAX_CONTENT_LENGTH
 from server.protocol import MAX_NESTING, nesting
 from server.server import COMMANDS
-from tests.gitrepo import GitRepo
-from tests.lsp_raw_client import RawClient
-from tests.lsp_session import ROOT, SERVER, STAND_IN_SERVER
-from tests.lsp_stand_in_engine import write_stand_in_bundle
 
 #: Nested values the generator makes: shallow, refused as nested deeper than MAX_NESTING
 #: (100), too deep for any JSON reader (Python's stops near 1,000 levels); each well clear
@@ -736,11 +735,17 @@ def client_replies(message: dict[str, Any]) -> dict[str, Any]:
 
 def make_workspace(scratch: Path) -> Targets:
     """A git repository with one committed file, and a stand-in bundle, in ``scratch``."""
-    repo = GitRepo(scratch / "repo")
-    repo.commit("Add handlers", app_dot_py=APP)
+    import git
+
+    root = scratch / "repo"
+    repo = git.Repo.init(root)
+    (root / "app.py").write_text(APP, encoding="utf-8")
+    repo.index.add(["app.py"])
+    author = git.Actor("Fuzz Author", "fuzz@example.com")
+    repo.index.commit("Add handlers", author=author, committer=author)
     (scratch / "outside.py").write_text("secret = 1\n")
     bundle = write_stand_in_bundle(scratch / "bundle")
-    return Targets(repo.path, (repo.path / "app.py").as_uri(), bundle, scratch)
+    return Targets(root, (root / "app.py").as_uri(), bundle, scratch)
 
 
 def _findings(client: RawClient, uri: str, timeout: float = 60.0) -> tuple[str, ...]:
