@@ -50,6 +50,7 @@ from training.data import (  # noqa: E402
     Example,
     encode_prompt,
     encode_records,
+    left_pad,
     make_collator,
 )
 from training.errors import HunkwiseError  # noqa: E402
@@ -334,18 +335,6 @@ class Clock:
         return time.perf_counter()
 
 
-def left_pad(
-    prompts: Sequence[list[int]], pad_id: int, device: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(ids) for ids in prompts)
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, ids in enumerate(prompts):
-        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        mask[row, width - len(ids) :] = 1
-    return input_ids.to(device), mask.to(device)
-
-
 # --- 1. training -------------------------------------------------------------------------
 
 
@@ -556,8 +545,8 @@ def bench_generation(
         made = 0
         with torch.inference_mode():
             for start in range(0, len(items), size):
-                input_ids, mask = left_pad(
-                    items[start : start + size], tokenizer.pad_token_id, device
+                input_ids, mask = (
+                    t.to(device) for t in left_pad(tokenizer, items[start : start + size])
                 )
                 out = model.generate(
                     input_ids=input_ids, attention_mask=mask, generation_config=config
@@ -596,7 +585,7 @@ def bench_memory(base, workload: Workload, batch_size: int, device: str, max_pro
         encode_prompt(workload.tokenizer, DEFAULT_INSTRUCTIONS[RNP], text, max_prompt)
         for text in workload.hunks[:batch_size]
     ]
-    input_ids, mask = left_pad(prompts, workload.tokenizer.pad_token_id, device)
+    input_ids, mask = (t.to(device) for t in left_pad(workload.tokenizer, prompts))
     on_cuda = device.startswith("cuda")
 
     def measure(model, label: str) -> dict[str, Any]:

@@ -172,7 +172,7 @@ def test_the_collators_take_rows_of_the_encoded_set(tokenizer, tmp_path):
     # The Trainer's DataLoader fetches a batch of a datasets.Dataset with __getitems__.
     rows = dataset.__getitems__([0, 1, 2])
     features = [encode_record(record, tokenizer, 128).features() for record in records[:3]]
-    for collator in (PaddingCollator(pad_token_id=tokenizer.pad_token_id), PackingCollator()):
+    for collator in (PaddingCollator(tokenizer), PackingCollator()):
         got, want = collator(rows), collator(features)
         assert got.keys() == want.keys()
         assert all(torch.equal(got[key], want[key]) for key in want)
@@ -252,7 +252,7 @@ def test_encode_dataset_of_no_records(tokenizer, tmp_path):
 
 def test_padding_collator(tokenizer):
     features = [encode_record(_record(output=o), tokenizer, 512).features() for o in ("a", "b c d")]
-    batch = PaddingCollator(pad_token_id=tokenizer.pad_token_id)(features)
+    batch = PaddingCollator(tokenizer)(features)
     lengths = [len(feature["input_ids"]) for feature in features]
     assert batch["input_ids"].shape == (2, max(lengths))
     short = lengths.index(min(lengths))

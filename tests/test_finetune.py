@@ -252,14 +252,17 @@ def test_a_history_without_labelled_fixes_trains_no_rnp_adapter_and_says_why(tmp
 def test_rnp_classifier_pieces():
     import torch
 
+    from training.models import build_tiny_tokenizer
     from training.rnp import LeftPaddingCollator, class_weights, pair_loss
 
     assert class_weights([0, 0, 0, 1]) == (4 / 6, 2.0)
     assert class_weights([0, 0]) == (1.0, 1.0)
-    batch = LeftPaddingCollator(pad_id=0)(
+    tokenizer = build_tiny_tokenizer(["def f():\n    return 1\n"] * 4, vocab_size=300)
+    pad = tokenizer.pad_token_id
+    batch = LeftPaddingCollator(tokenizer)(
         [{"input_ids": [5, 6, 7], "labels": [1]}, {"input_ids": [8], "labels": [0]}]
     )
-    assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [pad, pad, 8]]
     assert batch["position_ids"].tolist() == [[0, 1, 2], [0, 0, 0]]
     assert batch["labels"].tolist() == [1, 0] and batch["logits_to_keep"] == 1
 

@@ -347,19 +347,18 @@ def encode_dataset(
     return encoded.select_columns(list(TRAINER_COLUMNS)), stats
 
 
-def left_pad(prompts: Sequence[Sequence[int]], pad_id: int):
-    """``(input_ids, attention_mask)`` of prompts padded on the left to one width, as the
-    engine runs them (the last column is every row's last token)."""
-    import torch
-
-    width = max(len(ids) for ids in prompts)
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, ids in enumerate(prompts):
-        if len(ids):
-            input_ids[row, width - len(ids) :] = torch.tensor(list(ids), dtype=torch.long)
-            attention_mask[row, width - len(ids) :] = 1
-    return input_ids, attention_mask
+def left_pad(tokenizer, prompts: Sequence[Sequence[int]]):
+    """``(input_ids, attention_mask)`` of prompts padded on the left to one width by
+    ``tokenizer.pad`` (with its pad token: the loaders give EOS to a tokenizer without
+    one), as the engine runs them (the last column is every row's last token)."""
+    batch = tokenizer.pad(
+        {"input_ids": [list(ids) for ids in prompts]},
+        padding=True,
+        padding_side="left",
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+    return batch["input_ids"], batch["attention_mask"]
 
 
 def real_positions(attention_mask):
@@ -376,26 +375,31 @@ class PaddingCollator:
     little padding: the CPU path, where attention over a packed row costs more than padding.
     """
 
-    pad_token_id: int
+    tokenizer: Any
     pad_to_multiple_of: int | None = None
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        longest = max(len(feature["input_ids"]) for feature in features)
-        if self.pad_to_multiple_of:
-            multiple = self.pad_to_multiple_of
-            longest = (longest + multiple - 1) // multiple * multiple
-        input_ids, labels, attention = [], [], []
-        for feature in features:
-            pad = longest - len(feature["input_ids"])
-            input_ids.append(list(feature["input_ids"]) + [self.pad_token_id] * pad)
-            labels.append(list(feature["labels"]) + [IGNORE_INDEX] * pad)
-            attention.append([1] * len(feature["input_ids"]) + [0] * pad)
+        # The tokenizer pads the inputs (on the right, whatever side it pads by default);
+        # the labels follow, as transformers' DataCollatorForSeq2Seq pads them.
+        batch = self.tokenizer.pad(
+            [{"input_ids": feature["input_ids"]} for feature in features],
+            padding=True,
+            padding_side="right",
+            pad_to_multiple_of=self.pad_to_multiple_of,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        width = batch["input_ids"].shape[1]
+        labels = [
+            list(feature["labels"]) + [IGNORE_INDEX] * (width - len(feature["labels"]))
+            for feature in features
+        ]
         return {
-            "input_ids": torch.tensor(input_ids, dtype=torch.long),
+            "input_ids": batch["input_ids"],
             "labels": torch.tensor(labels, dtype=torch.long),
-            "attention_mask": torch.tensor(attention, dtype=torch.long),
+            "attention_mask": batch["attention_mask"],
         }
 
 
@@ -420,10 +424,7 @@ class PackingCollator:
 
 def make_collator(tokenizer, packed: bool) -> PaddingCollator | PackingCollator:
     """The packing collator (GPU) or the padding one (CPU)."""
-    if packed:
-        return PackingCollator()
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return PaddingCollator(pad_token_id=pad)
+    return PackingCollator() if packed else PaddingCollator(tokenizer)
 
 
 def read_instruct_data(path: Path, console: Console | None = None) -> list[Record]:

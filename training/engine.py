@@ -391,7 +391,7 @@ class Engine:
         return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
     def _left_pad(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        input_ids, attention_mask = left_pad(prompts, self._pad_id)
+        input_ids, attention_mask = left_pad(self._tokenizer, prompts)
         return input_ids.to(self._device), attention_mask.to(self._device)
 
     def _decode(self, tokens: list[int]) -> str:

@@ -447,11 +447,8 @@ def _fit(stage: Stage, model, tokenizer, max_length: int, run: _Run) -> StageRes
     progress = _progress_callback(run.console, stage.name)
     extra: dict[str, Any] = {"data_collator": make_collator(tokenizer, packed)}
     if classifier:
-        pad = tokenizer.pad_token_id
         extra = {
-            "data_collator": LeftPaddingCollator(
-                pad if pad is not None else tokenizer.eos_token_id
-            ),
+            "data_collator": LeftPaddingCollator(tokenizer),
             "compute_loss_func": pair_loss(
                 *classifier, class_weights(row[0] for row in train["labels"])
             ),

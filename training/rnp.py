@@ -56,12 +56,12 @@ class LeftPaddingCollator:
     """Left-padded prompts with position ids counting real tokens only (as the engine
     runs them), and ``logits_to_keep=1`` for the model call."""
 
-    pad_id: int
+    tokenizer: Any
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        input_ids, attention_mask = left_pad([f["input_ids"] for f in features], self.pad_id)
+        input_ids, attention_mask = left_pad(self.tokenizer, [f["input_ids"] for f in features])
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
