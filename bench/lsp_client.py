@@ -16,6 +16,8 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
+from bench.lsp_harness.documents import open_document, replace  # noqa: F401  (re-exported)
+
 ROOT = Path(__file__).resolve().parents[1]
 #: the real server, as editors start it
 SERVER = (sys.executable, "-m", "server")
@@ -138,38 +140,3 @@ async def status(client: BenchClient) -> dict[str, Any]:
     return await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command="hunkwise.status", arguments=[])
     )
-
-
-def open_document(client: BenchClient, uri: str, text: str, version: int = 1) -> None:
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(
-                uri=uri, language_id="python", version=version, text=text
-            )
-        )
-    )
-
-
-def _position(text: str, offset: int) -> types.Position:
-    """The LSP position (UTF-16 columns) of a code-point offset in ``text``."""
-    before = text[:offset]
-    line = before.count("\n")
-    column = before[before.rfind("\n") + 1 :]
-    return types.Position(line, len(column.encode("utf-16-le")) // 2)
-
-
-def replace(
-    client: BenchClient, uri: str, version: int, text: str, start: int, end: int, new: str
-) -> str:
-    """Send an incremental change replacing ``text[start:end]``; returns the new text."""
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-            content_changes=[
-                types.TextDocumentContentChangePartial(
-                    range=types.Range(_position(text, start), _position(text, end)), text=new
-                )
-            ],
-        )
-    )
-    return text[:start] + new + text[end:]

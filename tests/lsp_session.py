@@ -17,6 +17,7 @@ from pytest_lsp import LanguageClient, client_capabilities
 from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
 
 from bench.lsp_harness import ROOT, SERVER
+from bench.lsp_harness.documents import open_document, position, replace  # noqa: F401  (re-exported to the tests)
 
 
 @dataclass(frozen=True)
@@ -163,41 +164,6 @@ async def execute(client: LanguageClient, name: str, *arguments: Any) -> Any:
 
 async def status(client: LanguageClient) -> dict[str, Any]:
     return await execute(client, "hunkwise.status")
-
-
-def open_document(client: LanguageClient, uri: str, text: str, version: int = 1) -> None:
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(
-                uri=uri, language_id="python", version=version, text=text
-            )
-        )
-    )
-
-
-def position(text: str, offset: int) -> types.Position:
-    """The LSP position (UTF-16 columns) of a code-point offset in ``text``."""
-    before = text[:offset]
-    line = before.count("\n")
-    column = before[before.rfind("\n") + 1 :]
-    return types.Position(line, len(column.encode("utf-16-le")) // 2)
-
-
-def replace(
-    client: LanguageClient, uri: str, version: int, text: str, start: int, end: int, new: str
-) -> str:
-    """Send an incremental change replacing ``text[start:end]``; returns the new text."""
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-            content_changes=[
-                types.TextDocumentContentChangePartial(
-                    range=types.Range(position(text, start), position(text, end)), text=new
-                )
-            ],
-        )
-    )
-    return text[:start] + new + text[end:]
 
 
 def configure(client: LanguageClient, **settings: Any) -> None:
