@@ -32,6 +32,7 @@ from tests.editor_support import (
     text_edits,
 )
 from tests.gitrepo import GitRepo, git_env
+from tests.processes import alive
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "editors" / "emacs" / "test" / "e2e.el"
@@ -67,16 +68,6 @@ def find_emacs() -> tuple[str | None, str]:
     if not has_eglot:
         return None, f"Emacs {version} has no Eglot (apt-get install elpa-eglot)"
     return binary, ""
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_emacs(tmp_path: Path, bundle: Path, emacs: str) -> tuple[dict[str, Any], float]:
@@ -204,7 +195,7 @@ def test_emacs_eglot_reviews_refines_and_edits(tmp_path: Path, tiny_bundle: Path
     assert "shutdown_error" not in result
     assert result["server_process"] in ("exit", "signal")
     deadline = time.monotonic() + 10
-    while pid_alive(result["server_pid"]) and time.monotonic() < deadline:
+    while alive(result["server_pid"]) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not pid_alive(result["server_pid"])
+    assert not alive(result["server_pid"])
     assert elapsed < TIMEOUT_S

@@ -29,6 +29,7 @@ from tests.lsp_session import (
     vscode_capabilities,
     wait_until,
 )
+from tests.processes import alive
 
 #: A commented finding's diagnostic, as `hunkwise review` prints it (comment, then p).
 COMMENTED = f"{COMMENT} (p=0.90)"
@@ -381,15 +382,6 @@ async def test_exit_without_shutdown_exits_with_status_1(tmp_path: Path) -> None
 # -- training runs -------------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")  # a zombie has stopped all the same
-    return not (stat.exists() and stat.read_text().split()[2] == "Z")
-
-
 async def test_training_runs_reloads_and_cancels_cleanly(tmp_path: Path) -> None:
     repo = _repo(tmp_path / "repo")
     control = tmp_path / "control.json"
@@ -457,7 +449,7 @@ async def test_training_runs_reloads_and_cancels_cleanly(tmp_path: Path) -> None
                 client.cancel_request(types.CancelParams(id=msg_id))
                 with pytest.raises(JsonRpcRequestCancelled):
                     await request
-            await wait_until(lambda pid=pid: not _alive(pid), "the trainer to stop", 20)
+            await wait_until(lambda pid=pid: not alive(pid), "the trainer to stop", 20)
             cache = bundle.parent
             await wait_until(lambda c=cache: len(list(c.iterdir())) == 1, "its temp dir to go", 20)
             assert (bundle / "manifest.json").read_bytes() == manifest
@@ -475,6 +467,6 @@ async def test_training_runs_reloads_and_cancels_cleanly(tmp_path: Path) -> None
         pid = int(pid_file.read_text())
         client._server.stdin.close()
         assert await asyncio.wait_for(client._server.wait(), 30) == 1
-        assert not _alive(pid)
+        assert not alive(pid)
         assert (bundle / "manifest.json").read_bytes() == manifest
         unanswered.cancel()
