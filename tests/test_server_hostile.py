@@ -192,13 +192,7 @@ def test_a_second_initialize_is_refused_and_the_model_host_starts_once(tmp_path:
     client = RawClient(STAND_IN_SERVER, _env(tmp_path))
     try:
         client.initialize(tmp_path, {"bundle": str(bundle)})
-        for attempt in range(500):
-            client.request(
-                f"status-{attempt}", "workspace/executeCommand", {"command": "hunkwise.status"}
-            )
-            if client.response(f"status-{attempt}")["result"]["state"] == "ready":
-                break
-            time.sleep(0.02)
+        client.wait_ready()
         client.request(
             "again", "initialize", {"processId": None, "rootUri": None, "capabilities": {}}
         )
@@ -370,13 +364,7 @@ def test_a_document_with_a_lone_surrogate_keeps_being_reviewed(tmp_path: Path) -
     client = RawClient(STAND_IN_SERVER, _env(tmp_path))
     try:
         client.initialize(repo.path, {"bundle": str(bundle), "debounceMs": 0})
-        for attempt in range(500):
-            client.request(
-                f"s{attempt}", "workspace/executeCommand", {"command": "hunkwise.status"}
-            )
-            if client.response(f"s{attempt}")["result"]["state"] == "ready":
-                break
-            time.sleep(0.02)
+        client.wait_ready()
         document = {"uri": uri, "languageId": "python", "version": 1, "text": odd}
         client.notify("textDocument/didOpen", {"textDocument": document})
         assert diagnostics(1)[0]["range"]["start"]["line"] == 1
