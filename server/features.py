@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,19 +58,23 @@ def handlers(unit: object) -> list[tuple[_Declared, Callable[..., Any]]]:
 
 def _plain(method: Callable[..., Any]) -> Callable[..., Any]:
     """A function calling the bound ``method``: pygls writes attributes on its handlers,
-    which a bound method does not take; the signature seen is the method's."""
+    which a bound method does not take. Its signature is a bare ``*args``, so pygls never
+    mistakes the first parameter for the server (it passes the server to a handler whose
+    first parameter is named ``ls`` or annotated with a type the server is an instance of,
+    ``object`` included) and passes a command's arguments through unconverted."""
     if inspect.iscoroutinefunction(method):
 
-        @functools.wraps(method)
-        async def handler(*args: Any, **kwargs: Any) -> Any:
-            return await method(*args, **kwargs)
+        async def handler(*args: Any) -> Any:
+            return await method(*args)
 
     else:
 
-        @functools.wraps(method)
-        def handler(*args: Any, **kwargs: Any) -> Any:
-            return method(*args, **kwargs)
+        def handler(*args: Any) -> Any:
+            return method(*args)
 
+    handler.__name__ = method.__name__
+    handler.__qualname__ = method.__qualname__
+    handler.__doc__ = method.__doc__
     return handler
 
 
