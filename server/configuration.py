@@ -1,7 +1,8 @@
-"""The server's settings as they reach it: the repository's own configuration under
-``initializationOptions`` under the client's ``hunkwise`` section, merged into one
-:class:`server.settings.Settings`; bad values reported once by name; the units that care
-told what changed. Also where the workspace's repository and its bundle are."""
+"""The server's settings as they reach it, in three layers, each over the one before: the
+repository's own configuration, ``initializationOptions``, and the client's ``hunkwise``
+section; merged into one :class:`server.settings.Settings`, bad values reported once by
+name, and the units that care told what changed. Also where the workspace's repository
+and its bundle are."""
 
 from __future__ import annotations
 
