@@ -211,22 +211,29 @@ def mine_options(**values) -> MineOptions:
     return MineOptions(**values)
 
 
-def mining_options(*names: str):
-    """The mining options ``names`` (MineOptions fields; default: all of them) of a command
-    that mines; they arrive in the command as ``mining`` (a MineOptions), not one by one."""
-    chosen = names or tuple(_MINING_OPTIONS)
+def _option_group(table: dict, build, keyword: str, names: tuple[str, ...] = ()):
+    """A decorator adding the click options of ``table`` (by the field each sets; only
+    ``names`` when given) to a command, which receives them as one object: ``build(**values)``
+    passed as ``keyword``, not one by one."""
+    chosen = names or tuple(table)
 
     def decorate(command):
         @functools.wraps(command)
         def wrapper(*args, **kwargs):
             values = {name: kwargs.pop(name) for name in chosen}
-            return command(*args, mining=mine_options(**values), **kwargs)
+            return command(*args, **{keyword: build(**values)}, **kwargs)
 
         for name in reversed(chosen):
-            wrapper = _MINING_OPTIONS[name](wrapper)
+            wrapper = table[name](wrapper)
         return wrapper
 
     return decorate
+
+
+def mining_options(*names: str):
+    """The mining options ``names`` (MineOptions fields; default: all of them) of a command
+    that mines; they arrive in the command as ``mining`` (a MineOptions)."""
+    return _option_group(_MINING_OPTIONS, mine_options, "mining", names)
 
 
 def _count(n: int, word: str) -> str:
@@ -665,22 +672,18 @@ _TRAINING_OPTIONS = {
 }
 
 
+def _train_options(**values) -> TrainOptions:
+    from training.options import TrainOptions
+
+    if values["tasks"] is None:  # every adapter
+        del values["tasks"]
+    return TrainOptions(**values)
+
+
 def training_options(command):
     """The fine-tuning options `train` and `train-from-repo` share; they arrive in the
-    command as ``options`` (a TrainOptions), not one by one."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from training.options import TrainOptions
-
-        values = {name: kwargs.pop(name) for name in _TRAINING_OPTIONS}
-        if values["tasks"] is None:  # every adapter
-            del values["tasks"]
-        return command(*args, options=TrainOptions(**values), **kwargs)
-
-    for option in reversed(_TRAINING_OPTIONS.values()):
-        wrapper = option(wrapper)
-    return wrapper
+    command as ``options`` (a TrainOptions)."""
+    return _option_group(_TRAINING_OPTIONS, _train_options, "options")(command)
 
 
 @main.command(short_help="Fine-tune LoRA adapters on a dataset into a bundle.")
