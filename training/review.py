@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from training.bundle import Manifest
     from training.engine import Engine
 
-#: The diagnostic code / SARIF rule of every finding, and the tool that reports it.
+#: The SARIF schema and version of `render_sarif` (the rule id and tool name: training.tasks).
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
 #: How many of a file's first lines are searched for a generated-file marker (as mining).
