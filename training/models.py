@@ -35,7 +35,7 @@ TINY = "tiny"
 
 #: The devices hunkwise takes, besides ``cuda:N`` (one GPU of several).
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-_DEVICE_NAME = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)\Z")
+_DEVICE_NAME = re.compile(rf"({'|'.join(DEVICES)}|cuda:\d+)\Z")
 
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
 SPECIAL_TOKENS: tuple[str, ...] = (UNK, BOS, EOS, PAD)
