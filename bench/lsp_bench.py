@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from lsprotocol import types  # noqa: E402
 
-from bench.lsp_client import open_document, published, replace, session, status  # noqa: E402
+from bench.lsp_client import published, session, status  # noqa: E402
+from bench.lsp_harness.documents import open_document, replace  # noqa: E402
 
 SOURCE = "".join(
     f"def handler_{n}(request):\n    value = request.get({n})\n    return value * {n}\n\n"

@@ -16,8 +16,6 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from bench.lsp_harness.documents import open_document, replace  # noqa: F401  (re-exported)
-
 ROOT = Path(__file__).resolve().parents[1]
 #: the real server, as editors start it
 SERVER = (sys.executable, "-m", "server")

@@ -17,7 +17,6 @@ from pytest_lsp import LanguageClient, client_capabilities
 from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
 
 from bench.lsp_harness import ROOT, SERVER
-from bench.lsp_harness.documents import open_document, position, replace  # noqa: F401  (re-exported to the tests)
 
 
 @dataclass(frozen=True)

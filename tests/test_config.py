@@ -13,9 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from bench.lsp_harness import STAND_IN_SERVER
+from bench.lsp_harness.documents import open_document
 from bench.lsp_harness.stand_in_engine import write_stand_in_bundle
 from tests.gitrepo import GitRepo
-from tests.lsp_session import open_document, published, session, status
+from tests.lsp_session import published, session, status
 from training.cli import main
 from training.config import RepoConfig, read_repo_config
 from training.errors import HunkwiseError

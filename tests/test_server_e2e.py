@@ -20,18 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lsprotocol import types
 
+from bench.lsp_harness.documents import open_document, replace
 from tests.gitrepo import GitRepo
-from tests.lsp_session import (
-    Published,
-    configure,
-    execute,
-    open_document,
-    published,
-    replace,
-    session,
-    status,
-    wait_until,
-)
+from tests.lsp_session import Published, configure, execute, published, session, status, wait_until
 from training.hunks import Hunk
 from training.review import finding_lines, hunks_for
 from training.tasks import ADAPTER_TASKS, RNP

@@ -23,12 +23,13 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.workspace.position_codec import PositionCodec
 
 from bench.lsp_harness import ROOT, SERVER, STAND_IN_SERVER
+from bench.lsp_harness.documents import open_document
 from bench.lsp_harness.raw_client import RawClient
 from bench.lsp_harness.stand_in_engine import write_stand_in_bundle
 from server.text import LspTextDocument, model_safe
 from tests.gitrepo import GitRepo
 from tests.lsp_server_variants import SHORT_APPLY_EDIT_TIMEOUT_SERVER, STRICT_TOKENIZER_SERVER
-from tests.lsp_session import execute, open_document, published, session, status
+from tests.lsp_session import execute, published, session, status
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

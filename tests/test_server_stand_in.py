@@ -17,18 +17,10 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 
 from bench.lsp_harness import STAND_IN_SERVER
+from bench.lsp_harness.documents import open_document, replace
 from bench.lsp_harness.stand_in_engine import COMMENT, write_stand_in_bundle
 from tests.gitrepo import GitRepo
-from tests.lsp_session import (
-    execute,
-    open_document,
-    published,
-    replace,
-    session,
-    status,
-    vscode_capabilities,
-    wait_until,
-)
+from tests.lsp_session import execute, published, session, status, vscode_capabilities, wait_until
 from tests.processes import alive
 
 #: A commented finding's diagnostic, as `hunkwise review` prints it (comment, then p).

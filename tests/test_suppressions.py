@@ -15,17 +15,10 @@ from pathlib import Path
 import pytest
 
 from bench.lsp_harness import ROOT, STAND_IN_SERVER
+from bench.lsp_harness.documents import open_document, replace
 from bench.lsp_harness.stand_in_engine import StandInEngine, write_stand_in_bundle
 from tests.gitrepo import GitRepo
-from tests.lsp_session import (
-    execute,
-    open_document,
-    published,
-    replace,
-    session,
-    status,
-    wait_until,
-)
+from tests.lsp_session import execute, published, session, status, wait_until
 from training.bundle import history_id
 from training.errors import HunkwiseError
 from training.review import (
