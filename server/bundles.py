@@ -75,7 +75,12 @@ class LoadedBundle:
             self._tell(self._loaded)
             return
         progress = await client.progress("hunkwise: loading the review model", str(bundle))
-        outcome = await host.load(bundle, settings.device, settings.max_new_tokens)
+        remote = (
+            {}
+            if settings.engine == "local"
+            else {"engine": settings.engine, "engine_model": settings.engine_model}
+        )
+        outcome = await host.load(bundle, settings.device, settings.max_new_tokens, **remote)
         if outcome.superseded:
             progress.end("superseded by a newer load")
             return

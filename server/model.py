@@ -62,18 +62,21 @@ class ReviewEngine(Protocol):
     ) -> list[str]: ...
 
 
-EngineLoader = Callable[[Path, str, int], ReviewEngine]
+#: ``loader(bundle, device, max_new_tokens, **remote)``: ``remote`` is empty for the local
+#: engine, else ``engine`` (a URL) and ``engine_model`` (see training.remote).
+EngineLoader = Callable[..., ReviewEngine]
 
 
-def load_engine(bundle: Path, device: str, max_new_tokens: int) -> ReviewEngine:
+def load_engine(bundle: Path, device: str, max_new_tokens: int, **remote: str) -> ReviewEngine:
     """The real loader: the manifest is checked first (no torch needed to say a bundle is
-    missing or broken), then ``Engine.load`` imports torch and loads the adapters."""
+    missing or broken), then ``Engine.load`` imports torch and loads the adapters, or a
+    remote engine is asked what it serves."""
     from training.bundle import read_manifest
 
     read_manifest(bundle)
-    from training.engine import Engine
+    from training.remote import open_engine
 
-    return Engine.load(bundle, device=device, max_new_tokens=max_new_tokens)
+    return open_engine(bundle, device=device, max_new_tokens=max_new_tokens, **remote)
 
 
 class ModelState(str, enum.Enum):
@@ -226,7 +229,7 @@ class ModelHost:
             or job.is_stale()
         )
 
-    def load(self, bundle: Path, device: str, max_new_tokens: int) -> asyncio.Future:
+    def load(self, bundle: Path, device: str, max_new_tokens: int, **remote: str) -> asyncio.Future:
         """Load ``bundle`` (replacing the current engine) ahead of every queued job; the
         future gets a :class:`LoadOutcome`. A newer load supersedes one not yet run."""
         self._load_serial += 1
@@ -239,21 +242,23 @@ class ModelHost:
             _Job(
                 Priority.LOAD,
                 next(self._seq),
-                lambda: self._load(serial, bundle, device, max_new_tokens),
+                lambda: self._load(serial, bundle, device, max_new_tokens, remote),
                 future,
             )
         )
         return future
 
-    def _load(self, serial: int, bundle: Path, device: str, max_new_tokens: int) -> LoadOutcome:
+    def _load(
+        self, serial: int, bundle: Path, device: str, max_new_tokens: int, remote: dict
+    ) -> LoadOutcome:
         started = time.perf_counter()
         if serial != self._load_serial:
             return LoadOutcome(ModelState.LOADING, bundle, 0.0, superseded=True)
         # Free the previous model before loading the next: two may not fit in memory.
-        self.engine = None
+        self._drop_engine()
         gc.collect()
         try:
-            engine = self._loader(bundle, device, max_new_tokens)
+            engine = self._loader(bundle, device, max_new_tokens, **remote)
         except Exception as error:
             state = ModelState.ERROR if bundle.exists() else ModelState.NO_BUNDLE
             message = describe_error(error)
@@ -358,7 +363,14 @@ class ModelHost:
         self._queue.put(_Job(Priority.STOP, -1, None, None))
         if self._thread.is_alive():
             self._thread.join(timeout)
-        self.engine = None
+        self._drop_engine()
+
+    def _drop_engine(self) -> None:
+        """Let the engine go; a remote one's connections are closed."""
+        engine, self.engine = self.engine, None
+        close = getattr(engine, "close", None)
+        if callable(close):
+            close()
 
 
 def _bundle_key(bundle: Path) -> str:

@@ -198,7 +198,10 @@ class HunkwiseServer(LanguageServer):
         self.shut_down_cleanly = True
 
     def _settings_changed(self, old: Settings, new: Settings) -> None:
-        bundle_changed = old.bundle != new.bundle or old.device != new.device
+        bundle_changed = any(
+            getattr(old, name) != getattr(new, name)
+            for name in ("bundle", "device", "engine", "engine_model")
+        )
         if bundle_changed:
             self.bundle.reload_soon()
         elif old.max_new_tokens != new.max_new_tokens and self.host.engine is not None:

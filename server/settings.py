@@ -44,6 +44,9 @@ class Settings:
     comments: bool = True
     severity: str = "information"
     exclude: tuple[str, ...] = field(default_factory=tuple)
+    #: "local" (this process loads the bundle) or the URL of an OpenAI-compatible engine
+    engine: str = "local"
+    engine_model: str = "{task}"
 
     @property
     def diagnostic_severity(self) -> DiagnosticSeverity:

@@ -37,5 +37,13 @@ def test_ci_runs_exactly_the_readme_test_command():
         for line in (ROOT / ".ci" / "run").read_text().splitlines()
         if line and not line.startswith(("#", "set ", "cd "))
     ]
-    # Before it, only the editors' installation (system packages and code-server).
-    assert ci_lines == ["export HUNKWISE_REQUIRE_EDITORS=1", ".ci/install-editors", tests]
+    # Before it, only the editors' installation (system packages and code-server) and the
+    # engine's wheel, which pip then takes instead of building it.
+    assert ci_lines == [
+        "export HUNKWISE_REQUIRE_EDITORS=1",
+        "export HUNKWISE_REQUIRE_ENGINE=1",
+        ".ci/install-editors",
+        'engine_wheels="$(.ci/install-engine)"',
+        'export PIP_FIND_LINKS="${PIP_FIND_LINKS:+$PIP_FIND_LINKS }$engine_wheels"',
+        tests,
+    ]

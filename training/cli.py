@@ -421,6 +421,24 @@ def import_(fmt: str, files: tuple[Path, ...], out: Path, json_output: bool) -> 
     help="Length bound of each generated review comment, in tokens.",
 )
 @click.option(
+    "--engine",
+    "engine",
+    default=None,
+    metavar="URL",
+    help="Score and comment with the bundle's adapters served by this OpenAI-compatible "
+    "engine (vLLM, SGLang, llama.cpp; see `hunkwise serve-command`), or `local` "
+    "[default: the configuration's, else local]. Its API key is read from "
+    "$HUNKWISE_ENGINE_API_KEY.",
+)
+@click.option(
+    "--engine-model",
+    "engine_model",
+    default=None,
+    metavar="NAME",
+    help="The engine's model name of each adapter, with {task} in it [default: {task}; "
+    "SGLang: hunkwise:{task}].",
+)
+@click.option(
     "--show-dismissed",
     is_flag=True,
     help="Also review the hunks dismissed before (in the editor or with `hunkwise dismiss`).",
@@ -454,6 +472,8 @@ def review(
     exclude: tuple[str, ...],
     batch_size: int,
     max_new_tokens: int,
+    engine: str | None,
+    engine_model: str | None,
     show_dismissed: bool,
     exit_zero: bool,
     fail_on_probability: float | None,
@@ -507,6 +527,8 @@ def review(
     if threshold is None and "threshold" in config:
         threshold, whose = config["threshold"], repo_config.source.name
     device = device or config.get("device", "auto")
+    engine_url = _engine_option(engine, config.get("engine"))
+    engine_model = _engine_model_option(engine_model, config.get("engineModel"))
     globs = (*config.get("exclude", ()), *exclude)
     if bundle is None and config.get("bundle"):
         bundle = Path(config["bundle"])
@@ -549,15 +571,25 @@ def review(
     findings = []
     console = _console(True)
     if hunks:
-        from training.engine import Engine
+        from training.remote import is_local, open_engine
 
-        with console.status(f"loading {bundle}"):
-            engine = Engine.load(
-                bundle, device=device, max_new_tokens=max_new_tokens, batch_size=batch_size
+        where = bundle if is_local(engine_url) else f"{bundle} on {engine_url}"
+        with console.status(f"loading {where}"):
+            engine = open_engine(
+                bundle,
+                engine_url,
+                device=device,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                engine_model=engine_model,
             )
         cut = review_threshold(threshold, engine.default_threshold)
         with console.status(f"reviewing {len(hunks)} hunks"):
             probabilities = engine.score(hunks)
+            for index, why in getattr(engine, "unscored", {}).items():
+                place = display_path(hunks[index].path, root, Path.cwd())
+                line = finding_lines(hunks[index])[0]
+                click.echo(f"hunkwise: warning: {place}:{line} not scored: {why}", err=True)
             findings = findings_for(
                 engine, hunks, probabilities, threshold=cut, comments=not no_comments
             )
@@ -586,8 +618,9 @@ def review(
             summary += "; skipped: " + ", ".join(
                 f"{count} {reason}" for reason, count in counts.items()
             )
-        if hunks and not findings:
-            top = max(range(len(hunks)), key=probabilities.__getitem__)
+        scored = [i for i, p in enumerate(probabilities) if p == p] if hunks else []  # NaN
+        if scored and not findings:
+            top = max(scored, key=probabilities.__getitem__)
             summary += (
                 f" (threshold {cut:.2f}, {whose}; highest p="
                 f"{format_probability(probabilities[top])}: "
@@ -600,6 +633,31 @@ def review(
     floor = 0.0 if fail_on_probability is None else fail_on_probability
     if any(finding.probability >= floor for finding in findings):
         sys.exit(1)
+
+
+def _engine_option(option: str | None, configured: str | None) -> str:
+    """``--engine`` over the configuration's ``engine``: "local" or a checked URL."""
+    from training.remote import check_url, is_local
+
+    value = option if option is not None else configured
+    if is_local(value):
+        return "local"
+    try:
+        return check_url(str(value))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--engine") from None
+
+
+def _engine_model_option(option: str | None, configured: str | None) -> str:
+    from training.remote import DEFAULT_MODEL_NAME, check_model_name
+
+    value = option if option is not None else configured
+    if value is None:
+        return DEFAULT_MODEL_NAME
+    try:
+        return check_model_name(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--engine-model") from None
 
 
 def _task_list(ctx, param, value: str | None) -> tuple[str, ...] | None:
@@ -914,6 +972,79 @@ def dismiss(hunk_ids: tuple[str, ...], repo: Path, reason: str | None, undismiss
         )
         verb = "brought back" if undismiss else "dismissed"
         click.echo(f"{hunk_id}: {verb}" if changed else f"{hunk_id}: already {verb}")
+
+
+@main.command("serve-command", short_help="Print the command that serves a bundle from an engine.")
+@click.argument("bundle", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--engine",
+    "engine",
+    type=click.Choice(["vllm", "sglang", "llama-cpp"]),
+    default="vllm",
+    show_default=True,
+    help="vllm or sglang (a GPU server for a team), or llama-cpp (llama-cpp-python on a "
+    "CPU: GGUF files are written first).",
+)
+@click.option("--host", default="0.0.0.0", show_default=True, help="Where the engine listens.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option(
+    "--base",
+    "base",
+    default=None,
+    metavar="PATH",
+    help="Where the engine machine reads the base from [default: the bundle's base/, or "
+    "its hub id].",
+)
+@click.option(
+    "--gguf-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="llama-cpp: where to write the GGUF files [default: BUNDLE-gguf beside it].",
+)
+@click.option("--json", "json_output", is_flag=True, help="Print the command as JSON.")
+@user_errors
+def serve_command_(
+    bundle: Path,
+    engine: str,
+    host: str,
+    port: int,
+    base: str | None,
+    gguf_dir: Path | None,
+    json_output: bool,
+) -> None:
+    """Print the exact command that serves BUNDLE's adapters from an inference engine, and
+    the settings each editor needs to use it. A bundle the engine would refuse (DoRA,
+    modules_to_save, a rank vLLM does not take, LoRA outside the linear layers) gets the
+    reasons instead, and exit status 2.
+
+    \b
+    Examples:
+      hunkwise serve-command ~/.cache/hunkwise/bundles/myrepo-1a2b3c4d
+      hunkwise serve-command BUNDLE --engine llama-cpp --port 8080
+    """
+    from training.serving import serve_command
+
+    command = serve_command(bundle, engine, host=host, port=port, base=base, gguf_dir=gguf_dir)
+    if json_output:
+        click.echo(
+            json.dumps(
+                {
+                    "engine": command.engine,
+                    "argv": list(command.argv),
+                    "command": command.shell,
+                    "settings": command.settings,
+                    "notes": list(command.notes),
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(command.shell)
+    click.echo("# each editor's settings:", err=True)
+    for key, value in command.settings.items():
+        click.echo(f"#   {key} = {json.dumps(value)}", err=True)
+    for note in command.notes:
+        click.echo(f"# {note}", err=True)
 
 
 @main.command("bundles", short_help="List the bundles in the cache directory.")

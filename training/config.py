@@ -106,6 +106,28 @@ def _exclude(value: Any) -> tuple[str, ...]:
     return tuple(item for item in value if item)
 
 
+def _engine(value: Any) -> str:
+    from training.remote import check_url, is_local
+
+    if not isinstance(value, str):
+        raise BadValue("must be 'local' or an http(s) URL such as http://gpu-box:8000")
+    if is_local(value):
+        return "local"
+    try:
+        return check_url(value)
+    except ValueError as error:
+        raise BadValue(str(error)) from None
+
+
+def _engine_model(value: Any) -> str:
+    from training.remote import check_model_name
+
+    try:
+        return check_model_name(value)
+    except ValueError as error:
+        raise BadValue(str(error)) from None
+
+
 #: camelCase key -> (dataclass field, converter)
 FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "bundle": ("bundle", _bundle),
@@ -121,6 +143,8 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "comments": ("comments", _comments),
     "severity": ("severity", _severity),
     "exclude": ("exclude", _exclude),
+    "engine": ("engine", _engine),
+    "engineModel": ("engine_model", _engine_model),
 }
 KEYS: tuple[str, ...] = tuple(FIELDS)
 

@@ -61,14 +61,41 @@ def _encode_prompt(
     ids = prefix + _ids(tokenizer, render_prompt(instruction, input))
     if len(ids) <= max_prompt_tokens or not input:
         return ids, False
+    before, head, marker, tail, after = _cut_input(
+        tokenizer, instruction, input, max_prompt_tokens - len(prefix)
+    )
+    return prefix + before + head + marker + tail + after, True
+
+
+def _cut_input(
+    tokenizer, instruction: str, input: str, budget: int
+) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+    """The template before the input, the input's head, the cut marker, its tail and the
+    template after it, in ids, fitting ``budget`` tokens where the template allows."""
     before_text, after_text = render_prompt(instruction, _INPUT_SLOT).split(_INPUT_SLOT)
     before, after = _ids(tokenizer, before_text), _ids(tokenizer, after_text)
     marker = _ids(tokenizer, CUT_MARKER)
     body = _ids(tokenizer, input)
-    budget = max(0, max_prompt_tokens - len(prefix) - len(before) - len(after) - len(marker))
+    budget = max(0, budget - len(before) - len(after) - len(marker))
     head = body[: (budget + 1) // 2]
     tail = body[len(body) - budget // 2 :]
-    return prefix + before + head + marker + tail + after, True
+    return before, head, marker, tail, after
+
+
+def prompt_text(
+    tokenizer, instruction: str, input: str, max_prompt_tokens: int
+) -> tuple[str, bool]:
+    """The prompt as text, for an engine that tokenises it itself (a remote one): the
+    alpaca-v1 prompt of the input, cut as :func:`encode_prompt` cuts it (its head and tail
+    decoded back to text), and whether it was cut. No BOS: the engine's tokenizer adds it."""
+    _, cut = _encode_prompt(tokenizer, instruction, input, max_prompt_tokens)
+    if not cut:
+        return render_prompt(instruction, input), False
+    _, head, _, tail, _ = _cut_input(
+        tokenizer, instruction, input, max_prompt_tokens - len(bos_ids(tokenizer))
+    )
+    text = tokenizer.decode(head) + CUT_MARKER + tokenizer.decode(tail)
+    return render_prompt(instruction, text), True
 
 
 def encode_prompt(tokenizer, instruction: str, input: str, max_prompt_tokens: int) -> list[int]:

@@ -249,7 +249,7 @@ class Engine:
         logits = self.logits(hunks)
         if self._calibration is None:
             return [float(p) for p in sigmoid(logits)] if logits else []
-        return self._calibration.probabilities(logits, [_hunk_text(h) for h in hunks])
+        return self._calibration.probabilities(logits, [hunk_text(h) for h in hunks])
 
     def logits(self, hunks: Sequence[Hunk | str]) -> list[float]:
         """The rnp adapter's raw logit log P(yes) - log P(no) over the two label tokens
@@ -259,7 +259,7 @@ class Engine:
         self._require(RNP)
         instruction = DEFAULT_INSTRUCTIONS[RNP]
         prompts = [
-            encode_prompt(self._tokenizer, instruction, _hunk_text(hunk), self.rnp_prompt_tokens)
+            encode_prompt(self._tokenizer, instruction, hunk_text(hunk), self.rnp_prompt_tokens)
             for hunk in hunks
         ]
         import torch
@@ -286,7 +286,7 @@ class Engine:
         """A review comment for each hunk (the rcg adapter)."""
         instruction = DEFAULT_INSTRUCTIONS[RCG]
         texts = self.generate(
-            [GenerationRequest(RCG, instruction, _hunk_text(hunk)) for hunk in hunks],
+            [GenerationRequest(RCG, instruction, hunk_text(hunk)) for hunk in hunks],
             should_stop,
         )
         return [text.strip() for text in texts]
@@ -298,7 +298,7 @@ class Engine:
         should_stop: Callable[[], bool] | None = None,
     ) -> list[str]:
         """Each code refined according to its review comment (the cr adapter)."""
-        _same_length(codes, comments, "codes", "comments")
+        same_length(codes, comments, "codes", "comments")
         instruction = DEFAULT_INSTRUCTIONS[CR]
         return self.generate(
             [
@@ -315,7 +315,7 @@ class Engine:
         should_stop: Callable[[], bool] | None = None,
     ) -> list[str]:
         """Each code edited according to its instruction (the edit adapter)."""
-        _same_length(codes, instructions, "codes", "instructions")
+        same_length(codes, instructions, "codes", "instructions")
         return self.generate(
             [
                 GenerationRequest(EDIT, instruction, code)
@@ -397,10 +397,7 @@ class Engine:
     def _decode(self, tokens: list[int]) -> str:
         if self._eos_id is not None and self._eos_id in tokens:
             tokens = tokens[: tokens.index(self._eos_id)]
-        text = self._tokenizer.decode(tokens, skip_special_tokens=True)
-        # A model can emit any byte; editors' JSON parsers reject NUL and other control
-        # characters, so only newline and tab survive (and CR before a newline).
-        return _CONTROL.sub("", text)
+        return clean_generated(self._tokenizer.decode(tokens, skip_special_tokens=True))
 
 
 @contextlib.contextmanager
@@ -430,11 +427,18 @@ def _stop_between_layers(model, should_stop: Callable[[], bool] | None) -> Itera
             handle.remove()
 
 
-def _hunk_text(hunk: Hunk | str) -> str:
+def clean_generated(text: str) -> str:
+    """A generated text as served: a model can emit any byte, and editors' JSON parsers
+    reject NUL and other control characters, so only newline and tab survive (and CR
+    before a newline)."""
+    return _CONTROL.sub("", text)
+
+
+def hunk_text(hunk: Hunk | str) -> str:
     return hunk if isinstance(hunk, str) else hunk.text
 
 
-def _same_length(first: Sequence, second: Sequence, first_name: str, second_name: str) -> None:
+def same_length(first: Sequence, second: Sequence, first_name: str, second_name: str) -> None:
     if len(first) != len(second):
         raise ValueError(f"{len(first)} {first_name} but {len(second)} {second_name}")
 
