@@ -8,6 +8,7 @@ fails them where it is required (``.ci/run`` exports ``HUNKWISE_REQUIRE_ENGINE=1
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -17,8 +18,10 @@ import httpx
 import pytest
 
 from bench.engine_server import free_port, llama_cpp_available, llama_cpp_server
+from bench.lsp_harness.documents import open_document
 from tests.gitrepo import GitRepo
 from tests.hunkwise_command import hunkwise
+from tests.lsp_session import published, session, status, wait_until
 from training.remote import API_KEY_ENV, EngineUnavailable, RemoteEngine, check_url
 from training.tasks import DEFAULT_INSTRUCTIONS, RCG, RNP, render_prompt
 
@@ -243,3 +246,66 @@ def test_serve_command_prints_the_vllm_launch_and_refuses_dora(
     assert refused.stdout == ""
     for reason in ("DoRA", "rank 12", "modules_to_save"):
         assert reason in refused.stderr
+
+
+# -- the language server with `hunkwise.engine` ------------------------------------------
+
+APP = "".join(f"def step_{n}(value):\n    return value + {n}\n\n" for n in range(1, 6))
+
+
+def _server_options(bundle: Path, engine: str) -> dict:
+    return {
+        "bundle": str(bundle),
+        "engine": engine,
+        "threshold": 0.0,
+        "maxNewTokens": 6,
+        "debounceMs": 30,
+    }
+
+
+async def _loaded(client) -> dict:
+    for _ in range(600):
+        state = await status(client)
+        if state["state"] != "loading":
+            return state
+        await asyncio.sleep(0.05)
+    raise AssertionError("the bundle did not load")
+
+
+@pytest.mark.asyncio
+async def test_the_server_reviews_through_the_engine(
+    tiny_bundle: Path, engine_url: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, API_KEY_ENV: KEY}
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("Add the steps", steps_dot_py=APP)
+    async with session(repo.path, _server_options(tiny_bundle, engine_url), env=env) as c:
+        state = await _loaded(c)
+        assert state["state"] == "ready", state
+        assert state["device"] == f"remote {engine_url}"
+        uri = (repo.path / "steps.py").as_uri()
+        text = APP.replace("    return value + 2\n", "    print('debug', value)\n    return 2\n")
+        open_document(c, uri, text)
+        result = await published(c, uri, 1, check=lambda p: bool(p.diagnostics))
+        [diagnostic] = result.diagnostics
+        assert diagnostic.source == "hunkwise" and diagnostic.range.start.line == 4
+
+
+@pytest.mark.asyncio
+async def test_the_server_survives_an_unreachable_engine(
+    tiny_bundle: Path, reviewed_repo: GitRepo
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with session(reviewed_repo.path, _server_options(tiny_bundle, url)) as client:
+        state = await _loaded(client)
+        assert state["state"] == "error"
+        await wait_until(
+            lambda: [
+                m for m in client.messages if "cannot reach the inference engine" in m.message
+            ],
+            "the engine's error message",
+        )
+        shown = [m.message for m in client.messages if url in m.message]
+        assert len(shown) == 1, shown
+        # The server keeps answering.
+        assert (await status(client))["state"] == "error"
