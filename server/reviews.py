@@ -256,7 +256,10 @@ class Reviewer:
                 values = engine.score(chunk)
                 key = host.bundle_key
                 for hunk, value in zip(chunk, values, strict=True):
-                    scores.put((hunk.id, key), float(value))
+                    if value == value:  # NaN: a remote engine could not score it; ask again
+                        scores.put((hunk.id, key), float(value))
+                for index, why in getattr(engine, "unscored", {}).items():
+                    log.warning("a hunk of %s was not scored: %s", chunk[index].path, why)
                 return {hunk.id: float(value) for hunk, value in zip(chunk, values, strict=True)}
 
             return run

@@ -22,6 +22,7 @@ from bench.lsp_harness.documents import open_document
 from tests.gitrepo import GitRepo
 from tests.hunkwise_command import hunkwise
 from tests.lsp_session import published, session, status, wait_until
+from training.data import CUT_MARKER, encode_prompt
 from training.remote import API_KEY_ENV, EngineUnavailable, RemoteEngine, check_url
 from training.tasks import DEFAULT_INSTRUCTIONS, RCG, RNP, render_prompt
 
@@ -99,19 +100,34 @@ def test_prompts_are_the_local_engine_prompts_byte_for_byte(local, remote, sent)
     del sent[:]
     remote.score(hunks)
     remote.comment(hunks[:1])
-    prompts = [body["prompt"] for body in sent]
+    # (An echo request, for a label token beyond the top logprobs, adds the label.)
+    prompts = [body["prompt"] for body in sent if not body.get("echo")]
     flat = [p for prompt in prompts for p in (prompt if isinstance(prompt, list) else [prompt])]
     expected = [render_prompt(DEFAULT_INSTRUCTIONS[RNP], hunk) for hunk in hunks]
     expected.append(render_prompt(DEFAULT_INSTRUCTIONS[RCG], hunks[0]))
     assert flat == expected
-    # ... and they tokenise to exactly the ids the local engine runs.
-    tokenizer = local.tokenizer
-    for text, hunk in zip(flat, hunks, strict=False):
-        assert tokenizer(text)["input_ids"] == local.encode(DEFAULT_INSTRUCTIONS[RNP], hunk)
     rnp_request = next(body for body in sent if body["model"] == RNP)
     assert rnp_request["max_tokens"] == 1 and rnp_request["logprobs"] >= 2
     comment_request = next(body for body in sent if body["model"] == RCG)
     assert comment_request["temperature"] == 0 and comment_request["stop"] == ["</s>"]
+
+
+def test_cut_prompts_tokenise_to_the_local_engine_ids(local, remote) -> None:
+    # A hunk far over the rnp prompt budget is cut in the middle; the text sent is the
+    # one the local engine tokenises whole, so both run the same ids, joins included.
+    long = "@@ -1,0 +1,200 @@\n" + "\n".join(
+        f"+    value_{n} = compute(value_{n - 1}, {n})  # é" for n in range(1, 200)
+    )
+    instruction = DEFAULT_INSTRUCTIONS[RNP]
+    for hunk in [long, long + "\n", *_hunks(2)]:
+        text = remote.prompt(RNP, instruction, hunk)
+        ids = local.tokenizer(text)["input_ids"]
+        assert ids == encode_prompt(local.tokenizer, instruction, hunk, local.rnp_prompt_tokens)
+    assert len(ids) <= local.rnp_prompt_tokens or hunk != long
+    cut = remote.prompt(RNP, instruction, long)
+    assert CUT_MARKER in cut and len(local.tokenizer(cut)["input_ids"]) <= local.rnp_prompt_tokens
+    here, there = local.score([long]), remote.score([long])
+    assert abs(here[0] - there[0]) <= TOLERANCE
 
 
 def test_generations_are_the_local_greedy_ones(local, remote) -> None:

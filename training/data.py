@@ -32,7 +32,7 @@ CUT_MARKER = "\n...\n"
 _INPUT_SLOT = "\x00hunkwise-input\x00"
 #: Part of every cached set's fingerprint: raise it when :func:`encode_record` (or the
 #: template) changes what a record encodes to, so that no stale set is reused.
-ENCODING_VERSION = 1
+ENCODING_VERSION = 2
 #: The columns the Trainer gets. Not ``length``: the Trainer's length-grouped sampler would
 #: read it through datasets' lazy ``Column`` one row at a time, every epoch (3.9 s an epoch
 #: for 11.8k rows), where it reads ``input_ids`` once (1.1 s).
@@ -61,41 +61,46 @@ def _encode_prompt(
     ids = prefix + _ids(tokenizer, render_prompt(instruction, input))
     if len(ids) <= max_prompt_tokens or not input:
         return ids, False
-    before, head, marker, tail, after = _cut_input(
-        tokenizer, instruction, input, max_prompt_tokens - len(prefix)
-    )
-    return prefix + before + head + marker + tail + after, True
+    cut = _cut_input(tokenizer, instruction, input, max_prompt_tokens - len(prefix))
+    return prefix + _ids(tokenizer, render_prompt(instruction, cut)), True
 
 
-def _cut_input(
-    tokenizer, instruction: str, input: str, budget: int
-) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
-    """The template before the input, the input's head, the cut marker, its tail and the
-    template after it, in ids, fitting ``budget`` tokens where the template allows."""
+def _cut_input(tokenizer, instruction: str, input: str, budget: int) -> str:
+    """The input cut in the middle so that the prompt fits ``budget`` tokens where the
+    template allows: its first and last tokens, decoded back to text, with
+    :data:`CUT_MARKER` between them. The cut prompt is that text, tokenised whole, so an
+    engine that tokenises the prompt's text itself (a remote one) runs the same ids."""
     before_text, after_text = render_prompt(instruction, _INPUT_SLOT).split(_INPUT_SLOT)
-    before, after = _ids(tokenizer, before_text), _ids(tokenizer, after_text)
-    marker = _ids(tokenizer, CUT_MARKER)
+    template = len(_ids(tokenizer, before_text)) + len(_ids(tokenizer, after_text))
     body = _ids(tokenizer, input)
-    budget = max(0, budget - len(before) - len(after) - len(marker))
-    head = body[: (budget + 1) // 2]
-    tail = body[len(body) - budget // 2 :]
-    return before, head, marker, tail, after
+    room = max(0, budget - template - len(_ids(tokenizer, CUT_MARKER)))
+    while True:
+        head = body[: (room + 1) // 2]
+        tail = body[len(body) - room // 2 :]
+        text = tokenizer.decode(head) + CUT_MARKER + tokenizer.decode(tail)
+        # Tokens merge across the joins once the text is tokenised whole: a few more or
+        # fewer than counted. Shrink until it fits.
+        over = len(_ids(tokenizer, render_prompt(instruction, text))) - budget
+        if over <= 0 or room == 0:
+            return text
+        room = max(0, room - over)
 
 
 def prompt_text(
     tokenizer, instruction: str, input: str, max_prompt_tokens: int
 ) -> tuple[str, bool]:
     """The prompt as text, for an engine that tokenises it itself (a remote one): the
-    alpaca-v1 prompt of the input, cut as :func:`encode_prompt` cuts it (its head and tail
-    decoded back to text), and whether it was cut. No BOS: the engine's tokenizer adds it."""
-    _, cut = _encode_prompt(tokenizer, instruction, input, max_prompt_tokens)
-    if not cut:
+    alpaca-v1 prompt, its input cut as :func:`encode_prompt` cuts it, and whether it was
+    cut. No BOS: the engine's tokenizer adds it. Tokenised, it is :func:`encode_prompt`'s
+    ids exactly."""
+    prefix = bos_ids(tokenizer)
+    if (
+        len(prefix) + len(_ids(tokenizer, render_prompt(instruction, input))) <= (max_prompt_tokens)
+        or not input
+    ):
         return render_prompt(instruction, input), False
-    _, head, _, tail, _ = _cut_input(
-        tokenizer, instruction, input, max_prompt_tokens - len(bos_ids(tokenizer))
-    )
-    text = tokenizer.decode(head) + CUT_MARKER + tokenizer.decode(tail)
-    return render_prompt(instruction, text), True
+    cut = _cut_input(tokenizer, instruction, input, max_prompt_tokens - len(prefix))
+    return render_prompt(instruction, cut), True
 
 
 def encode_prompt(tokenizer, instruction: str, input: str, max_prompt_tokens: int) -> list[int]:

@@ -461,6 +461,12 @@ def _fit(stage: Stage, model, tokenizer, max_length: int, run: _Run) -> StageRes
         callbacks=[progress, *run.callbacks],
         **extra,
     )
+    if classifier:
+        # transformers 5 counts a causal LM's loss items (num_items_in_batch, summed over
+        # accumulation and processes) over labels[..., 1:], for the next-token shift. An rnp
+        # label is one class per hunk, not shifted: every one counts (otherwise a batch of
+        # one divides the loss by zero, and a batch of B is weighed B / (B - 1)).
+        trainer._loss_shifts_labels = False
     # Progress is the rich bar; stdout stays clean for --json.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
@@ -524,10 +530,20 @@ def _prepare_work(
             except ValueError:
                 previous = None
             if previous != marker_data:
+                how = "used other data, base or options; repeat it with the same arguments"
+                if (
+                    isinstance(previous, dict)
+                    and {**previous, "world_size": dist.world_size} == marker_data
+                ):
+                    # Its checkpoints count steps of another effective batch size.
+                    processes = previous["world_size"]
+                    how = (
+                        f"ran on {processes} processes and this run on {dist.world_size}; "
+                        f"launch it on {processes} again"
+                    )
                 raise HunkwiseError(
-                    f"cannot resume: the interrupted run in {work} used other data, base or "
-                    "options; repeat it with the same arguments, or leave out --resume to "
-                    "start over"
+                    f"cannot resume: the interrupted run in {work} {how}, or leave out "
+                    "--resume to start over"
                 )
         else:
             if work.exists():
