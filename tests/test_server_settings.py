@@ -66,6 +66,8 @@ FIELDS = {
     "diffBase": "diff_base",
     "exclude": "exclude",
     "bundle": "bundle",
+    "engine": "engine",
+    "engineModel": "engine_model",
 }
 
 
@@ -85,6 +87,9 @@ FIELDS = {
         ("diffBase", "two words", "without spaces"),
         ("exclude", [1, 2], "list of glob patterns"),
         ("bundle", 3, "path"),
+        ("engine", "gpu-box:8000", "http(s) URL"),
+        ("engine", 8000, "http(s) URL"),
+        ("engineModel", "rnp", "{task}"),
     ],
 )
 def test_a_bad_value_is_named_and_its_default_used(key: str, value: object, words: str) -> None:

@@ -38,7 +38,7 @@ A real base model on a CPU can take longer than jsonrpc's default 10 s."
   "The server's settings, by the server's own names, as a plist.
 Keys: :bundle :device :threshold :diffBase :debounceMs :maxNewTokens
 :maxInstructionChars
-:comments :severity :exclude.  For example
+:comments :severity :exclude :engine :engineModel.  For example
 \\='(:bundle \"~/bundles/myrepo\" :threshold 0.4 :diffBase \"origin/main\").
 Unset keys get the server's defaults; use :json-false for false."
   :type 'plist)

@@ -20,6 +20,8 @@ export const SERVER_SETTING_KEYS = [
   "comments",
   "severity",
   "exclude",
+  "engine",
+  "engineModel",
 ] as const;
 
 export type ServerSettingKey = (typeof SERVER_SETTING_KEYS)[number];

@@ -20,6 +20,8 @@ M.setting_keys = {
   'comments',
   'severity',
   'exclude',
+  'engine',
+  'engineModel',
 }
 
 --- Options of the plugin itself (everything else in setup() must be a server setting).
