@@ -30,7 +30,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.engine_server import llama_cpp_server
-from bench.lsp_bench import SOURCE, handlers_repo, machine, percentile, with_prints
+from bench.lsp_bench import (
+    SOURCE,
+    handlers_repo,
+    machine,
+    percentile,
+    replace_section,
+    with_prints,
+)
 from bench.lsp_client import published, session, status
 from bench.lsp_harness.documents import open_document, replace
 
@@ -178,15 +185,7 @@ def write_section(path: Path, rows: dict[str, str], args) -> None:
         "|---|---|---|",
     ]
     lines += [f"| {key} | {value} | {targets.get(key, '')} |" for key, value in rows.items()]
-    section = "\n".join(lines) + "\n"
-    text = path.read_text(encoding="utf-8")
-    if heading in text:
-        start = text.index(heading)
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + ("" if end == -1 else "\n" + text[end + 1 :])
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    replace_section(path, heading, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

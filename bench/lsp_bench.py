@@ -285,7 +285,12 @@ def write_section(path: Path, rows: dict[str, str], runs: int, bundle_note: str)
         "figures up to 10x worse, with p95 in seconds: torch and the other jobs compete for",
         "the two cores.",
     ]
-    section = "\n".join(lines) + "\n"
+    replace_section(path, heading, "\n".join(lines) + "\n")
+
+
+def replace_section(path: Path, heading: str, section: str) -> None:
+    """Replace the section of ``path`` that starts at ``heading`` (up to the next ``## ``
+    heading) by ``section``, or add it at the end."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     if heading in text:
         start = text.index(heading)

@@ -116,7 +116,7 @@ class Probe(TrainerCallback):
 callbacks = [Probe()]
 if config["interrupt"]:
     callbacks.append(Interrupt(*config["interrupt"]))
-options = TrainOptions(**config["options"])
+options = TrainOptions(**{**config["options"], "tasks": tuple(config["options"]["tasks"])})
 train_bundle(Path(config["data"]), "tiny", Path(config["out"]), options, callbacks=callbacks)
 if rank != 0:
     print("WRITES " + json.dumps(sorted(set(writes))), flush=True)
@@ -126,7 +126,7 @@ if rank != 0:
 def launch(root: Path, *, resume: bool = False, interrupt: tuple[str, int] | None = None):
     """``accelerate launch`` of SCRIPT with docs/accelerate/ddp.yaml on two CPU processes
     (gloo; the config's bf16 is for GPUs): root/data trained into root/bundle. Returns the
-    finished process and the probes its processes printed."""
+    finished launcher, the probes its processes printed and rank 1's writes."""
     script = root / "train.py"
     script.write_text(SCRIPT, encoding="utf-8")
     config = {
@@ -196,6 +196,7 @@ def test_the_accelerate_configs_load_as_accelerate_launch_reads_them():
     from accelerate.utils.launch import prepare_multi_gpu_env
 
     expected = {"ddp": DistributedType.MULTI_GPU, "fsdp": DistributedType.FSDP}
+    envs = {}
     for name, distributed_type in expected.items():
         path = CONFIGS / f"{name}.yaml"
         config = load_config_from_file(str(path))  # refuses unknown top-level keys
@@ -215,7 +216,9 @@ def test_the_accelerate_configs_load_as_accelerate_launch_reads_them():
         )
         assert (args.multi_gpu, args.use_fsdp) == (name == "ddp", name == "fsdp")
         assert args.num_processes == 8
-    env = prepare_multi_gpu_env(args)  # the FSDP one's, as its processes get it
+        envs[name] = prepare_multi_gpu_env(args)  # as the launched processes get it
+    assert "ACCELERATE_USE_FSDP" not in envs["ddp"]
+    env = envs["fsdp"]
     assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_VERSION"] == "1"
     assert env["FSDP_SHARDING_STRATEGY"] in ("FULL_SHARD", "SHARD_GRAD_OP")
     assert env["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP"

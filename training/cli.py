@@ -1269,3 +1269,7 @@ def eval_(
         click.echo(json.dumps(report.metrics(), indent=2))
     else:
         _print_report(console, report)
+
+
+if __name__ == "__main__":  # `python -m training.cli`, as `accelerate launch -m` runs it
+    main()

@@ -58,7 +58,111 @@ class EngineInfo:
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]|\r(?!\n)")
 
 
-class Engine:
+class BundleParts:
+    """What a bundle gives whichever engine runs its adapters (here or remote): which
+    adapters there are, the served score's calibration and threshold, the evidence."""
+
+    def _init_bundle_parts(self, manifest: Manifest, bundle: Path, adapters: tuple[str, ...]):
+        self._manifest = manifest
+        self._bundle = bundle
+        self._adapters = adapters
+        self._calibration = (
+            Calibration.from_dict(manifest.calibration) if manifest.calibration else None
+        )
+        self._evidence_lock = threading.Lock()
+        self._evidence: tuple[EvidenceIndex | None, str] | None = None
+
+    def has_task(self, task: str) -> bool:
+        return task in self._adapters
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """How served scores are computed from the adapter's (None: they are the same)."""
+        return self._calibration
+
+    @property
+    def default_threshold(self) -> float:
+        """The bundle's threshold on served scores (chosen on its valid split), else 0.5."""
+        return self._calibration.threshold if self._calibration else DEFAULT_THRESHOLD
+
+    def served(self, logits: Sequence[float], hunks: Sequence[Hunk | str]) -> list[float]:
+        """P(yes) as served, from the adapter's logits of ``hunks``."""
+        if not logits:
+            return []
+        if self._calibration is None:
+            return [float(p) for p in sigmoid(logits)]
+        return self._calibration.probabilities(logits, [hunk_text(h) for h in hunks])
+
+    def evidence_index(self) -> tuple[EvidenceIndex | None, str]:
+        """The bundle's evidence index, loaded on first use, or None and why not (no
+        index, or one refused as damaged or from another bundle: reviews go on without)."""
+        with self._evidence_lock:
+            if self._evidence is None:
+                self._evidence = load_evidence(self._bundle, self._manifest.evidence)
+            return self._evidence
+
+    def evidence(self, hunks: Sequence[Hunk]) -> list[list[Evidence]]:
+        """The past fixed changes most like each hunk (empty lists without an index)."""
+        index, _ = self.evidence_index()
+        if index is None:
+            return [[] for _ in hunks]
+        return index.neighbours([(hunk.text, hunk.path) for hunk in hunks])
+
+    # The generating tasks, through the engine's ``generate``.
+
+    def comment(
+        self, hunks: Sequence[Hunk | str], should_stop: Callable[[], bool] | None = None
+    ) -> list[str]:
+        """A review comment for each hunk (the rcg adapter)."""
+        instruction = DEFAULT_INSTRUCTIONS[RCG]
+        texts = self.generate(
+            [GenerationRequest(RCG, instruction, hunk_text(hunk)) for hunk in hunks],
+            should_stop,
+        )
+        return [text.strip() for text in texts]
+
+    def refine(
+        self,
+        codes: Sequence[str],
+        comments: Sequence[str],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[str]:
+        """Each code refined according to its review comment (the cr adapter)."""
+        same_length(codes, comments, "codes", "comments")
+        instruction = DEFAULT_INSTRUCTIONS[CR]
+        return self.generate(
+            [
+                GenerationRequest(CR, instruction, cr_input(comment, code))
+                for code, comment in zip(codes, comments, strict=True)
+            ],
+            should_stop,
+        )
+
+    def edit(
+        self,
+        codes: Sequence[str],
+        instructions: Sequence[str],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[str]:
+        """Each code edited according to its instruction (the edit adapter)."""
+        same_length(codes, instructions, "codes", "instructions")
+        return self.generate(
+            [
+                GenerationRequest(EDIT, instruction, code)
+                for code, instruction in zip(codes, instructions, strict=True)
+            ],
+            should_stop,
+        )
+
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[str]:
+        raise NotImplementedError
+
+
+class Engine(BundleParts):
     """A loaded bundle. Every public method is thread-safe and batched; build one with
     :meth:`Engine.load`."""
 
@@ -77,9 +181,9 @@ class Engine:
             raise ValueError("batch_size must be at least 1")
         self._model = model
         self._tokenizer = tokenizer
-        self._manifest = manifest
-        self._bundle = bundle
-        self._adapters = tuple(task for task in manifest.tasks if task in model.peft_config)
+        self._init_bundle_parts(
+            manifest, bundle, tuple(task for task in manifest.tasks if task in model.peft_config)
+        )
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.max_prompt_tokens = max_prompt_tokens
@@ -91,8 +195,6 @@ class Engine:
             else max_prompt_tokens
         )
         self._lock = threading.RLock()
-        self._evidence_lock = threading.Lock()
-        self._evidence: tuple[EvidenceIndex | None, str] | None = None
         self._device = next(model.parameters()).device
         self._eos_id = tokenizer.eos_token_id
         pad = tokenizer.pad_token_id
@@ -103,9 +205,6 @@ class Engine:
             self._yes_id, self._no_id = label_token_ids(tokenizer, manifest.label_words)
         except HunkwiseError as error:
             raise BundleError(f"the bundle at {bundle}: {error}") from None
-        self._calibration = (
-            Calibration.from_dict(manifest.calibration) if manifest.calibration else None
-        )
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -209,47 +308,16 @@ class Engine:
         """The ids of the first tokens of the "yes" and "no" label words."""
         return self._yes_id, self._no_id
 
-    def has_task(self, task: str) -> bool:
-        return task in self._adapters
-
     def encode(self, instruction: str, input: str) -> list[int]:
         """The prompt ids exactly as training built them (long inputs cut in the middle)."""
         return encode_prompt(self._tokenizer, instruction, input, self.max_prompt_tokens)
 
     # -- tasks -----------------------------------------------------------------------------
 
-    @property
-    def calibration(self) -> Calibration | None:
-        """How served scores are computed from the adapter's (None: they are the same)."""
-        return self._calibration
-
-    def evidence_index(self) -> tuple[EvidenceIndex | None, str]:
-        """The bundle's evidence index, loaded on first use, or None and why not (no
-        index, or one refused as damaged or from another bundle: reviews go on without)."""
-        with self._evidence_lock:
-            if self._evidence is None:
-                self._evidence = load_evidence(self._bundle, self._manifest.evidence)
-            return self._evidence
-
-    def evidence(self, hunks: Sequence[Hunk]) -> list[list[Evidence]]:
-        """The past fixed changes most like each hunk (empty lists without an index)."""
-        index, _ = self.evidence_index()
-        if index is None:
-            return [[] for _ in hunks]
-        return index.neighbours([(hunk.text, hunk.path) for hunk in hunks])
-
-    @property
-    def default_threshold(self) -> float:
-        """The bundle's threshold on served scores (chosen on its valid split), else 0.5."""
-        return self._calibration.threshold if self._calibration else DEFAULT_THRESHOLD
-
     def score(self, hunks: Sequence[Hunk | str]) -> list[float]:
         """P(review needed) for each hunk as served: the adapter's score through the
         bundle's calibration. One forward pass per batch, never generation."""
-        logits = self.logits(hunks)
-        if self._calibration is None:
-            return [float(p) for p in sigmoid(logits)] if logits else []
-        return self._calibration.probabilities(logits, [hunk_text(h) for h in hunks])
+        return self.served(self.logits(hunks), hunks)
 
     def logits(self, hunks: Sequence[Hunk | str]) -> list[float]:
         """The rnp adapter's raw logit log P(yes) - log P(no) over the two label tokens
@@ -279,50 +347,6 @@ class Engine:
                 for index, value in zip(batch, (pair[:, 0] - pair[:, 1]).tolist(), strict=True):
                     logits[index] = value
         return logits
-
-    def comment(
-        self, hunks: Sequence[Hunk | str], should_stop: Callable[[], bool] | None = None
-    ) -> list[str]:
-        """A review comment for each hunk (the rcg adapter)."""
-        instruction = DEFAULT_INSTRUCTIONS[RCG]
-        texts = self.generate(
-            [GenerationRequest(RCG, instruction, hunk_text(hunk)) for hunk in hunks],
-            should_stop,
-        )
-        return [text.strip() for text in texts]
-
-    def refine(
-        self,
-        codes: Sequence[str],
-        comments: Sequence[str],
-        should_stop: Callable[[], bool] | None = None,
-    ) -> list[str]:
-        """Each code refined according to its review comment (the cr adapter)."""
-        same_length(codes, comments, "codes", "comments")
-        instruction = DEFAULT_INSTRUCTIONS[CR]
-        return self.generate(
-            [
-                GenerationRequest(CR, instruction, cr_input(comment, code))
-                for code, comment in zip(codes, comments, strict=True)
-            ],
-            should_stop,
-        )
-
-    def edit(
-        self,
-        codes: Sequence[str],
-        instructions: Sequence[str],
-        should_stop: Callable[[], bool] | None = None,
-    ) -> list[str]:
-        """Each code edited according to its instruction (the edit adapter)."""
-        same_length(codes, instructions, "codes", "instructions")
-        return self.generate(
-            [
-                GenerationRequest(EDIT, instruction, code)
-                for code, instruction in zip(codes, instructions, strict=True)
-            ],
-            should_stop,
-        )
 
     def generate(
         self,

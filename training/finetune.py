@@ -179,9 +179,14 @@ class _Dist:
     process. Barriers keep the main process's writes ahead of the others' reads."""
 
     def __init__(self, use_cpu: bool) -> None:
+        from datetime import timedelta
+
         from accelerate import PartialState
 
-        self.state = PartialState(cpu=use_cpu)
+        # The other processes wait at a barrier while the main one encodes a dataset or
+        # writes the bundle, its evidence and calibration: longer than NCCL's default 10
+        # minutes on a large history.
+        self.state = PartialState(cpu=use_cpu, timeout=timedelta(hours=2))
 
     @property
     def is_main(self) -> bool:

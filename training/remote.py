@@ -30,21 +30,17 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.bundle import BUNDLE_BASE, BundleError, check_compatible, read_manifest
-from training.calibration import DEFAULT_THRESHOLD, Calibration, sigmoid
-from training.engine import clean_generated, hunk_text, same_length
+from training.engine import BundleParts, EngineInfo, GenerationRequest, clean_generated, hunk_text
 from training.errors import GenerationStopped, RuntimeFailure, first_line
-from training.evidence import Evidence, EvidenceIndex, load_evidence
 from training.hunks import Hunk
-from training.tasks import CR, DEFAULT_INSTRUCTIONS, EDIT, RCG, RNP, TEMPLATE_NAME, cr_input
+from training.tasks import DEFAULT_INSTRUCTIONS, RNP, TEMPLATE_NAME
 
 if TYPE_CHECKING:
     import httpx
@@ -66,23 +62,6 @@ _FALLBACK_PROMPT_TOKENS = 1024
 class EngineUnavailable(RuntimeFailure):
     """The remote engine could not be reached, or failed a request: one line saying which
     engine, what failed and what to do."""
-
-
-@dataclass(frozen=True)
-class RemoteInfo:
-    """What a remote engine runs, for status displays (the fields of ``EngineInfo``)."""
-
-    bundle: Path
-    base_model: str
-    template: str
-    stage1: bool
-    adapters: tuple[str, ...]
-    device: str
-    dtype: str
-    batch_size: int
-    max_new_tokens: int
-    max_prompt_tokens: int
-    url: str = ""
 
 
 def is_local(engine: str | None) -> bool:
@@ -113,7 +92,7 @@ def check_model_name(template: object) -> str:
     return template
 
 
-class RemoteEngine:
+class RemoteEngine(BundleParts):
     """A bundle whose adapters an OpenAI-compatible engine serves. Thread-safe; build one
     with :meth:`RemoteEngine.load`."""
 
@@ -138,17 +117,16 @@ class RemoteEngine:
             raise ValueError("batch_size and concurrency must be at least 1")
         self.url = url
         self._tokenizer = tokenizer
-        self._manifest = manifest
-        self._bundle = bundle
+        self._model_name = model_name
+        self._init_bundle_parts(manifest, bundle, ())
+        self._adapters = tuple(t for t in manifest.tasks if self.is_served(t, served))
         self._client = client
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self._retries = retries
         self._backoff = backoff
         self._top_logprobs = top_logprobs
-        self._model_name = model_name
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="hunkwise-engine")
-        self._adapters = tuple(task for task in manifest.tasks if self.is_served(task, served))
         training = manifest.training if isinstance(manifest.training, dict) else {}
         budget = training.get("max_prompt_tokens")
         self.max_prompt_tokens = (
@@ -165,11 +143,6 @@ class RemoteEngine:
         yes, no = label_token_ids(tokenizer, manifest.label_words)
         #: The label tokens as the engine prints them in its logprobs.
         self._label_texts = (tokenizer.decode([yes]), tokenizer.decode([no]))
-        self._calibration = (
-            Calibration.from_dict(manifest.calibration) if manifest.calibration else None
-        )
-        self._evidence_lock = threading.Lock()
-        self._evidence: tuple[EvidenceIndex | None, str] | None = None
         #: None until the first batch of several prompts tells.
         self._takes_batches: bool | None = None
         #: Why the last :meth:`score` call left a hunk unscored, by its index.
@@ -267,8 +240,8 @@ class RemoteEngine:
     # -- what it runs ----------------------------------------------------------------------
 
     @property
-    def info(self) -> RemoteInfo:
-        return RemoteInfo(
+    def info(self) -> EngineInfo:
+        return EngineInfo(
             bundle=self._bundle,
             base_model=self._manifest.base_model,
             template=self._manifest.template,
@@ -279,35 +252,11 @@ class RemoteEngine:
             batch_size=self.batch_size,
             max_new_tokens=self.max_new_tokens,
             max_prompt_tokens=self.max_prompt_tokens,
-            url=self.url,
         )
 
     @property
     def tokenizer(self):
         return self._tokenizer
-
-    @property
-    def calibration(self) -> Calibration | None:
-        return self._calibration
-
-    @property
-    def default_threshold(self) -> float:
-        return self._calibration.threshold if self._calibration else DEFAULT_THRESHOLD
-
-    def has_task(self, task: str) -> bool:
-        return task in self._adapters
-
-    def evidence_index(self) -> tuple[EvidenceIndex | None, str]:
-        with self._evidence_lock:
-            if self._evidence is None:
-                self._evidence = load_evidence(self._bundle, self._manifest.evidence)
-            return self._evidence
-
-    def evidence(self, hunks: Sequence[Hunk]) -> list[list[Evidence]]:
-        index, _ = self.evidence_index()
-        if index is None:
-            return [[] for _ in hunks]
-        return index.neighbours([(hunk.text, hunk.path) for hunk in hunks])
 
     def prompt(self, task: str, instruction: str, input: str) -> str:
         """The prompt text sent for one request: the template rendered as the local engine
@@ -324,12 +273,7 @@ class RemoteEngine:
         neither label token: see :attr:`unscored`)."""
         logits = self.logits(hunks)
         known = [i for i, value in enumerate(logits) if not math.isnan(value)]
-        texts = [hunk_text(hunks[i]) for i in known]
-        values = [logits[i] for i in known]
-        if self._calibration is None:
-            served = [float(p) for p in sigmoid(values)] if values else []
-        else:
-            served = self._calibration.probabilities(values, texts)
+        served = self.served([logits[i] for i in known], [hunks[i] for i in known])
         probabilities = [math.nan] * len(logits)
         for index, p in zip(known, served, strict=True):
             probabilities[index] = p
@@ -382,33 +326,19 @@ class RemoteEngine:
                 logits.append(pair[0] - pair[1])
         return logits
 
-    def comment(
-        self, hunks: Sequence[Hunk | str], should_stop: Callable[[], bool] | None = None
-    ) -> list[str]:
-        instruction = DEFAULT_INSTRUCTIONS[RCG]
-        texts = self._generate(RCG, [(instruction, hunk_text(h)) for h in hunks], should_stop)
-        return [text.strip() for text in texts]
-
-    def refine(
+    def generate(
         self,
-        codes: Sequence[str],
-        comments: Sequence[str],
+        requests: Sequence[GenerationRequest],
         should_stop: Callable[[], bool] | None = None,
     ) -> list[str]:
-        same_length(codes, comments, "codes", "comments")
-        instruction = DEFAULT_INSTRUCTIONS[CR]
-        pairs = [(instruction, cr_input(c, code)) for code, c in zip(codes, comments, strict=True)]
-        return self._generate(CR, pairs, should_stop)
-
-    def edit(
-        self,
-        codes: Sequence[str],
-        instructions: Sequence[str],
-        should_stop: Callable[[], bool] | None = None,
-    ) -> list[str]:
-        same_length(codes, instructions, "codes", "instructions")
-        pairs = list(zip(instructions, codes, strict=True))
-        return self._generate(EDIT, pairs, should_stop)
+        """Greedy completions, each request through its task's adapter on the engine."""
+        outputs = [""] * len(requests)
+        for task in dict.fromkeys(request.task for request in requests):
+            indices = [i for i, request in enumerate(requests) if request.task == task]
+            pairs = [(requests[i].instruction, requests[i].input) for i in indices]
+            for index, text in zip(indices, self._generate(task, pairs, should_stop), strict=True):
+                outputs[index] = text
+        return outputs
 
     # -- requests --------------------------------------------------------------------------
 
