@@ -24,7 +24,7 @@ from bench.lsp_harness.documents import open_document, replace
 from tests.gitrepo import GitRepo
 from tests.lsp_session import Published, configure, execute, published, session, status, wait_until
 from training.hunks import Hunk
-from training.review import finding_lines, hunks_for
+from training.review import finding_lines, format_probability, hunks_for
 from training.tasks import ADAPTER_TASKS, RNP
 from training.xdiff import diff_texts
 
@@ -153,7 +153,10 @@ async def test_an_edit_gets_one_diagnostic_per_hunk(client, repo: GitRepo) -> No
         assert diagnostic.data["hunk"] == hunk.id
         assert 0.0 <= diagnostic.data["p"] <= 1.0
         if diagnostic.message.startswith(PENDING):
-            assert diagnostic.message == f"{PENDING}{diagnostic.data['p']:.2f})"
+            # The message prints p as the CLI does; data carries it to two decimals.
+            shown = diagnostic.message.removeprefix(PENDING).removesuffix(")")
+            assert shown == format_probability(float(shown))
+            assert abs(float(shown) - diagnostic.data["p"]) <= 0.005
 
 
 async def test_hover_shows_the_comment_probability_bundle_and_base(

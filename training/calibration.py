@@ -263,7 +263,11 @@ def choose_threshold(
     labels: Sequence[int], scores: Sequence[float], max_flagged: float = MAX_FLAGGED
 ) -> float:
     """The F1-optimal cut on ``scores`` among those flagging at most ``max_flagged`` of the
-    hunks (ties: the higher cut). Without any positive, the cut that flags ``max_flagged``."""
+    hunks (rounded to the nearest whole hunk, at least one; ties: the higher cut). Without
+    any positive, the cut that flags ``max_flagged``. The cut lies halfway between the
+    lowest flagged score and the next one down: the split's decisions are the same, and a
+    new hunk is flagged when it scores nearer the flagged side (a cut at a flagged score
+    itself would leave out a new hunk that scores a hair below it)."""
     y = np.asarray(labels, dtype=np.int64)
     s = np.asarray(scores, dtype=np.float64)
     if not len(s):
@@ -273,17 +277,21 @@ def choose_threshold(
     # Candidate cuts: each distinct score; flagging is "score >= cut".
     ends = np.flatnonzero(np.append(s_sorted[1:] != s_sorted[:-1], True))
     flagged = ends + 1
-    allowed = flagged <= max(1, math.floor(max_flagged * len(s)))
+    allowed = flagged <= max(1, round(max_flagged * len(s)))
     if not allowed.any():
         return float(np.nextafter(s_sorted[0], np.inf))
     true_positives = np.cumsum(y_sorted)[ends]
     positives = int(y.sum())
     if positives == 0:
-        return float(s_sorted[ends[allowed][-1]])
-    f1 = 2 * true_positives / (flagged + positives)
-    f1[~allowed] = -1.0
-    best = int(np.flatnonzero(f1 == f1.max())[0])
-    return float(s_sorted[ends[best]])
+        best = int(np.flatnonzero(allowed)[-1])
+    else:
+        f1 = 2 * true_positives / (flagged + positives)
+        f1[~allowed] = -1.0
+        best = int(np.flatnonzero(f1 == f1.max())[0])
+    end = ends[best]
+    if end + 1 < len(s_sorted):
+        return float((s_sorted[end] + s_sorted[end + 1]) / 2)
+    return float(s_sorted[end])
 
 
 def fit_calibration(

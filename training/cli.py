@@ -901,7 +901,7 @@ def train_from_repo(
     if progress_format == "json" and os.environ.get("RANK", "0") == "0":
         sink = JsonProgress(sys.stdout, [("mine", 1.0), ("train", 7.0), ("evaluate", 2.0)])
         events = json_progress(sink)
-    with events as sink:
+    with events as sink, _dropped_when_interrupted(data):
         with progress_phase("mine"):
             stats = mine_repository(root, data, mining, console=console)
         console.print(
@@ -940,6 +940,21 @@ def train_from_repo(
     else:
         _print_report(console, report)
         console.print(f"[bold green]bundle ready:[/] {bundle}  (report: {bundle / 'report.md'})")
+
+
+@contextlib.contextmanager
+def _dropped_when_interrupted(data: Path):
+    """A run interrupted (Ctrl-C, or an editor's cancel) leaves nothing new beside the
+    bundle: the dataset it mined is removed unless an earlier run had left one there."""
+    existed = data.exists()
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):  # SIGINT, SIGTERM (handle_stop_signals)
+        if not existed and os.environ.get("RANK", "0") == "0":
+            import shutil
+
+            shutil.rmtree(data, ignore_errors=True)
+        raise
 
 
 @main.command("dismiss", short_help="Dismiss a finding for good (or bring it back).")
@@ -1141,6 +1156,7 @@ def status(repo: Path, bundle: Path | None, device: str | None, json_output: boo
             "skipped_tasks": manifest.training.get("skipped_tasks") or {},
         }
     wanted = device or config.get("device", "auto")
+    report["engine"] = config.get("engine", "local")
     report["device_asked"] = wanted
     try:
         report["torch"] = metadata.version("torch")

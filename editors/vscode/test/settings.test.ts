@@ -23,6 +23,8 @@ test("initializationOptions carry every set server key under its own name", () =
     comments: false,
     severity: "warning",
     exclude: ["docs/**"],
+    engine: "http://gpu-box:8000",
+    engineModel: "hunkwise:{task}",
     pythonPath: "/usr/bin/python3",
   };
   const options = buildInitializationOptions(objectReader(values));
