@@ -24,6 +24,7 @@ from tests.hunkwise_command import hunkwise
 from tests.lsp_session import published, session, status, wait_until
 from training.data import CUT_MARKER, encode_prompt
 from training.remote import API_KEY_ENV, EngineUnavailable, RemoteEngine, check_url
+from training.tasks import ADAPTER_TASKS as ADAPTERS
 from training.tasks import DEFAULT_INSTRUCTIONS, RCG, RNP, render_prompt
 
 KEY = "test-key-1234"
@@ -325,3 +326,37 @@ async def test_the_server_survives_an_unreachable_engine(
         assert len(shown) == 1, shown
         # The server keeps answering.
         assert (await status(client))["state"] == "error"
+
+
+def test_an_engine_allowing_fewer_logprobs_is_asked_for_fewer(tiny_bundle: Path) -> None:
+    # STAND-IN: an httpx transport answering as vLLM does when started without
+    # --max-logprobs (llama-cpp-python, the real engine above, takes any number). It
+    # refuses more than 20 logprobs with vLLM's message and takes batches of prompts.
+    asked: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"data": [{"id": task} for task in ADAPTERS]})
+        body = json.loads(request.content)
+        asked.append(body["logprobs"])
+        if body["logprobs"] > 20:
+            message = f"Requested sample logprobs of {body['logprobs']}, which is greater "
+            return httpx.Response(400, json={"error": {"message": message + "than max 20"}})
+        prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+        top = {"yes": -0.5, "no": -1.5}
+        choices = [
+            {"index": i, "text": "yes", "logprobs": {"top_logprobs": [top]}}
+            for i in range(len(prompts))
+        ]
+        return httpx.Response(200, json={"choices": choices})
+
+    engine = RemoteEngine.load(
+        tiny_bundle, "http://vllm:8000", transport=httpx.MockTransport(answer)
+    )
+    try:
+        assert engine.logits(_hunks(3)) == pytest.approx([1.0, 1.0, 1.0])
+        assert engine.logits(_hunks(2)) == pytest.approx([1.0, 1.0])
+    finally:
+        engine.close()
+    assert asked == [400, 20, 20]  # refused once, then 20 for every batch
+    assert engine._takes_batches is True

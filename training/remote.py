@@ -53,15 +53,28 @@ log = logging.getLogger(__name__)
 API_KEY_ENV = "HUNKWISE_ENGINE_API_KEY"
 #: The adapters' model names on the engine; ``{task}`` and ``{base}`` are filled in.
 DEFAULT_MODEL_NAME = "{task}"
-#: Top logprobs asked for on the rnp token (vLLM's default ``--max-logprobs`` is 20).
-DEFAULT_TOP_LOGPROBS = 20
+#: Top logprobs asked for on the rnp token: enough that both label tokens are nearly always
+#: among them (a label outside costs an echo request). ``serve-command`` starts vLLM with
+#: ``--max-logprobs`` this high; an engine that refuses it gets
+#: :data:`FALLBACK_TOP_LOGPROBS` (vLLM's default maximum) from then on.
+DEFAULT_TOP_LOGPROBS = 400
+FALLBACK_TOP_LOGPROBS = 20
 _RETRY_STATUS = frozenset({408, 429, 502, 503, 504})
 _FALLBACK_PROMPT_TOKENS = 1024
 
 
 class EngineUnavailable(RuntimeFailure):
     """The remote engine could not be reached, or failed a request: one line saying which
-    engine, what failed and what to do."""
+    engine, what failed and what to do (``status``: the HTTP status of a refusal)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def refuses_logprobs(self) -> bool:
+        """A refusal of the number of logprobs asked for (vLLM's ``--max-logprobs``)."""
+        return self.status in (400, 422) and "logprob" in str(self).lower()
 
 
 def is_local(engine: str | None) -> bool:
@@ -291,7 +304,18 @@ class RemoteEngine(BundleParts):
         instruction = DEFAULT_INSTRUCTIONS[RNP]
         prompts = [self.prompt(RNP, instruction, hunk_text(hunk)) for hunk in hunks]
         payload = {"max_tokens": 1, "temperature": 0, "logprobs": self._top_logprobs}
-        pairs = [self._label_logprobs(choice) for choice in self._complete(RNP, prompts, payload)]
+        try:
+            choices = self._complete(RNP, prompts, payload)
+        except EngineUnavailable as error:
+            if not error.refuses_logprobs or self._top_logprobs <= FALLBACK_TOP_LOGPROBS:
+                raise
+            log.info(
+                "the engine takes fewer logprobs (%s): asking for %d", error, FALLBACK_TOP_LOGPROBS
+            )
+            self._top_logprobs = FALLBACK_TOP_LOGPROBS
+            payload = {**payload, "logprobs": FALLBACK_TOP_LOGPROBS}
+            choices = self._complete(RNP, prompts, payload)
+        pairs = [self._label_logprobs(choice) for choice in choices]
         missing = [
             (index, label)
             for index, pair in enumerate(pairs)
@@ -405,6 +429,8 @@ class RemoteEngine(BundleParts):
                 answer = self._request("POST", "/v1/completions", json=body, retry=False)
                 choices = _ordered_choices(answer, len(prompts))
             except EngineUnavailable as error:
+                if error.refuses_logprobs:
+                    raise  # a refusal of the request, not of the batch
                 choices = None
                 log.info("the engine refused a batch of prompts (%s)", error)
             if choices is not None:
@@ -450,7 +476,8 @@ class RemoteEngine(BundleParts):
                     raise EngineUnavailable(
                         f"the engine at {self.url} refused {method} {path} "
                         f"({response.status_code}: {_error_text(response)})"
-                        + (_AUTH_HINT if response.status_code in (401, 403) else "")
+                        + (_AUTH_HINT if response.status_code in (401, 403) else ""),
+                        response.status_code,
                     )
             time.sleep(self._backoff * (2**attempt))
         raise AssertionError("unreachable")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from training.bundle import BUNDLE_BASE, Manifest, read_manifest
 from training.errors import HunkwiseError
-from training.remote import API_KEY_ENV
+from training.remote import API_KEY_ENV, DEFAULT_TOP_LOGPROBS
 
 ENGINES: tuple[str, ...] = ("vllm", "sglang", "llama-cpp")
 #: vLLM's allowed ``--max-lora-rank`` values (vllm/config/lora.py).
@@ -145,7 +145,7 @@ def serve_command(
             "vllm", "serve", model, "--host", host, "--port", str(port),
             "--enable-lora", "--lora-modules", *adapters,
             "--max-lora-rank", str(limit), "--max-loras", str(len(adapters)),
-            "--max-logprobs", "20", "--dtype", "bfloat16",
+            "--max-logprobs", str(DEFAULT_TOP_LOGPROBS), "--dtype", "bfloat16",
         )  # fmt: skip
         return ServeCommand("vllm", argv, {"hunkwise.engine": url}, notes)
     argv = (
