@@ -217,15 +217,27 @@ def _retrain_on(base: str) -> str:
     return f"retrain with `hunkwise train --base {base}`"
 
 
+def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
+    """An adapter's adapter_config.json; a BundleError saying why it cannot be read."""
+    path = Path(adapter_dir) / "adapter_config.json"
+    try:
+        config = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BundleError(f"cannot read {path} ({error})") from None
+    if not isinstance(config, dict):
+        raise BundleError(f"{path} does not hold a JSON object")
+    return config
+
+
 def trained_base(adapter_dir: Path) -> str | None:
     """The base model an adapter says it was trained on (``base_model_name_or_path`` in its
     adapter_config.json, which the trainer sets to the manifest's base_model), or None when
     it does not say."""
     try:
-        config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        config = read_adapter_config(adapter_dir)
+    except BundleError:
         return None
-    name = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    name = config.get("base_model_name_or_path")
     return name if isinstance(name, str) and name else None
 
 

@@ -115,22 +115,27 @@ def user_errors(command):
     return wrapper
 
 
-class _Device(click.ParamType):
-    """A torch device as every command, training option and the ``device`` setting take it
-    (:func:`training.models.device_name`)."""
+class _Setting(click.ParamType):
+    """An option that takes what the setting ``key`` takes, checked by that setting's own
+    converter (training.config.FIELDS): the same rule on the command line, in
+    hunkwise.toml and in the editor's settings."""
 
-    name = "device"
+    def __init__(self, key: str, name: str) -> None:
+        self.key = key
+        self.name = name
 
     def convert(self, value, param, ctx):
-        from training.models import device_name
+        from training.config import FIELDS, BadValue
 
         try:
-            return device_name(value)
-        except ValueError as error:
+            return FIELDS[self.key][1](value)
+        except BadValue as error:
             self.fail(f"{value!r} {error}", param, ctx)
 
 
-DEVICE = _Device()
+#: A torch device as every command, training option and the ``device`` setting take it
+#: (:func:`training.models.device_name`).
+DEVICE = _Setting("device", "device")
 
 #: ``--device`` of the commands that load a model themselves (train, train-from-repo, eval).
 DEVICE_OPTION = click.option(
@@ -423,6 +428,7 @@ def import_(fmt: str, files: tuple[Path, ...], out: Path, json_output: bool) -> 
 @click.option(
     "--engine",
     "engine",
+    type=_Setting("engine", "url"),
     default=None,
     metavar="URL",
     help="Score and comment with the bundle's adapters served by this OpenAI-compatible "
@@ -433,6 +439,7 @@ def import_(fmt: str, files: tuple[Path, ...], out: Path, json_output: bool) -> 
 @click.option(
     "--engine-model",
     "engine_model",
+    type=_Setting("engineModel", "name"),
     default=None,
     metavar="NAME",
     help="The engine's model name of each adapter, with {task} in it [default: {task}; "
@@ -503,6 +510,7 @@ def review(
     from training.bundle import read_manifest
     from training.config import read_repo_config
     from training.gitio.command import repo_root
+    from training.remote import DEFAULT_MODEL_NAME
     from training.review import (
         display_path,
         finding_lines,
@@ -527,8 +535,8 @@ def review(
     if threshold is None and "threshold" in config:
         threshold, whose = config["threshold"], repo_config.source.name
     device = device or config.get("device", "auto")
-    engine_url = _engine_option(engine, config.get("engine"))
-    engine_model = _engine_model_option(engine_model, config.get("engineModel"))
+    engine_url = engine or config.get("engine", "local")
+    engine_model = engine_model or config.get("engineModel", DEFAULT_MODEL_NAME)
     globs = (*config.get("exclude", ()), *exclude)
     if bundle is None and config.get("bundle"):
         bundle = Path(config["bundle"])
@@ -633,31 +641,6 @@ def review(
     floor = 0.0 if fail_on_probability is None else fail_on_probability
     if any(finding.probability >= floor for finding in findings):
         sys.exit(1)
-
-
-def _engine_option(option: str | None, configured: str | None) -> str:
-    """``--engine`` over the configuration's ``engine``: "local" or a checked URL."""
-    from training.remote import check_url, is_local
-
-    value = option if option is not None else configured
-    if is_local(value):
-        return "local"
-    try:
-        return check_url(str(value))
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--engine") from None
-
-
-def _engine_model_option(option: str | None, configured: str | None) -> str:
-    from training.remote import DEFAULT_MODEL_NAME, check_model_name
-
-    value = option if option is not None else configured
-    if value is None:
-        return DEFAULT_MODEL_NAME
-    try:
-        return check_model_name(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--engine-model") from None
 
 
 def _task_list(ctx, param, value: str | None) -> tuple[str, ...] | None:

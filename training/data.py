@@ -57,19 +57,29 @@ def bos_ids(tokenizer) -> list[int]:
 def _encode_prompt(
     tokenizer, instruction: str, input: str, max_prompt_tokens: int
 ) -> tuple[list[int], bool]:
+    _, ids, cut = _fit_prompt(tokenizer, instruction, input, max_prompt_tokens)
+    return ids, cut
+
+
+def _fit_prompt(
+    tokenizer, instruction: str, input: str, max_prompt_tokens: int
+) -> tuple[str, list[int], bool]:
+    """The input as the prompt holds it (cut in the middle when the prompt is over
+    ``max_prompt_tokens``), the prompt's ids (BOS first), and whether it was cut."""
     prefix = bos_ids(tokenizer)
     ids = prefix + _ids(tokenizer, render_prompt(instruction, input))
     if len(ids) <= max_prompt_tokens or not input:
-        return ids, False
-    cut = _cut_input(tokenizer, instruction, input, max_prompt_tokens - len(prefix))
-    return prefix + _ids(tokenizer, render_prompt(instruction, cut)), True
+        return input, ids, False
+    cut, cut_ids = _cut_input(tokenizer, instruction, input, max_prompt_tokens - len(prefix))
+    return cut, prefix + cut_ids, True
 
 
-def _cut_input(tokenizer, instruction: str, input: str, budget: int) -> str:
+def _cut_input(tokenizer, instruction: str, input: str, budget: int) -> tuple[str, list[int]]:
     """The input cut in the middle so that the prompt fits ``budget`` tokens where the
     template allows: its first and last tokens, decoded back to text, with
-    :data:`CUT_MARKER` between them. The cut prompt is that text, tokenised whole, so an
-    engine that tokenises the prompt's text itself (a remote one) runs the same ids."""
+    :data:`CUT_MARKER` between them; and the ids of the prompt holding it. The cut prompt
+    is that text, tokenised whole, so an engine that tokenises the prompt's text itself (a
+    remote one) runs the same ids."""
     before_text, after_text = render_prompt(instruction, _INPUT_SLOT).split(_INPUT_SLOT)
     template = len(_ids(tokenizer, before_text)) + len(_ids(tokenizer, after_text))
     body = _ids(tokenizer, input)
@@ -80,10 +90,10 @@ def _cut_input(tokenizer, instruction: str, input: str, budget: int) -> str:
         text = tokenizer.decode(head) + CUT_MARKER + tokenizer.decode(tail)
         # Tokens merge across the joins once the text is tokenised whole: a few more or
         # fewer than counted. Shrink until it fits.
-        over = len(_ids(tokenizer, render_prompt(instruction, text))) - budget
-        if over <= 0 or room == 0:
-            return text
-        room = max(0, room - over)
+        ids = _ids(tokenizer, render_prompt(instruction, text))
+        if len(ids) <= budget or room == 0:
+            return text, ids
+        room = max(0, room - (len(ids) - budget))
 
 
 def prompt_text(
@@ -93,14 +103,8 @@ def prompt_text(
     alpaca-v1 prompt, its input cut as :func:`encode_prompt` cuts it, and whether it was
     cut. No BOS: the engine's tokenizer adds it. Tokenised, it is :func:`encode_prompt`'s
     ids exactly."""
-    prefix = bos_ids(tokenizer)
-    if (
-        len(prefix) + len(_ids(tokenizer, render_prompt(instruction, input))) <= (max_prompt_tokens)
-        or not input
-    ):
-        return render_prompt(instruction, input), False
-    cut = _cut_input(tokenizer, instruction, input, max_prompt_tokens - len(prefix))
-    return render_prompt(instruction, cut), True
+    text, _, cut = _fit_prompt(tokenizer, instruction, input, max_prompt_tokens)
+    return render_prompt(instruction, text), cut
 
 
 def encode_prompt(tokenizer, instruction: str, input: str, max_prompt_tokens: int) -> list[int]:

@@ -62,10 +62,26 @@ class BundleParts:
     """What a bundle gives whichever engine runs its adapters (here or remote): which
     adapters there are, the served score's calibration and threshold, the evidence."""
 
-    def _init_bundle_parts(self, manifest: Manifest, bundle: Path, adapters: tuple[str, ...]):
+    def _init_bundle_parts(
+        self,
+        manifest: Manifest,
+        bundle: Path,
+        adapters: tuple[str, ...],
+        tokenizer,
+        max_prompt_tokens: int,
+    ) -> None:
         self._manifest = manifest
         self._bundle = bundle
         self._adapters = adapters
+        self._tokenizer = tokenizer
+        self.max_prompt_tokens = max_prompt_tokens
+        recorded = manifest.training.get("rnp_prompt_tokens") if manifest.training else None
+        #: The prompt budget of rnp scoring: what the rnp adapter was trained on.
+        self.rnp_prompt_tokens = (
+            min(recorded, max_prompt_tokens)
+            if isinstance(recorded, int) and recorded > 0
+            else max_prompt_tokens
+        )
         self._calibration = (
             Calibration.from_dict(manifest.calibration) if manifest.calibration else None
         )
@@ -74,6 +90,31 @@ class BundleParts:
 
     def has_task(self, task: str) -> bool:
         return task in self._adapters
+
+    @property
+    def info(self) -> EngineInfo:
+        """What the engine runs, for status displays."""
+        device, dtype = self._runs_on()
+        return EngineInfo(
+            bundle=self._bundle,
+            base_model=self._manifest.base_model,
+            template=self._manifest.template,
+            stage1=bool(self._manifest.stage1),
+            adapters=self._adapters,
+            device=device,
+            dtype=dtype,
+            batch_size=self.batch_size,
+            max_new_tokens=self.max_new_tokens,
+            max_prompt_tokens=self.max_prompt_tokens,
+        )
+
+    def _runs_on(self) -> tuple[str, str]:
+        """The device and dtype the weights are on."""
+        raise NotImplementedError
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
 
     @property
     def calibration(self) -> Calibration | None:
@@ -180,20 +221,10 @@ class Engine(BundleParts):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self._model = model
-        self._tokenizer = tokenizer
-        self._init_bundle_parts(
-            manifest, bundle, tuple(task for task in manifest.tasks if task in model.peft_config)
-        )
+        adapters = tuple(task for task in manifest.tasks if task in model.peft_config)
+        self._init_bundle_parts(manifest, bundle, adapters, tokenizer, max_prompt_tokens)
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
-        self.max_prompt_tokens = max_prompt_tokens
-        recorded = manifest.training.get("rnp_prompt_tokens") if manifest.training else None
-        #: The prompt budget of rnp scoring: what the rnp adapter was trained on.
-        self.rnp_prompt_tokens = (
-            min(recorded, max_prompt_tokens)
-            if isinstance(recorded, int) and recorded > 0
-            else max_prompt_tokens
-        )
         self._lock = threading.RLock()
         self._device = next(model.parameters()).device
         self._eos_id = tokenizer.eos_token_id
@@ -270,34 +301,20 @@ class Engine(BundleParts):
             bundle,
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
-            max_prompt_tokens=_max_prompt_tokens(manifest, model, max_new_tokens),
+            max_prompt_tokens=max_prompt_tokens(
+                manifest, getattr(model.config, "max_position_embeddings", None), max_new_tokens
+            ),
         )
 
     # -- what it runs ----------------------------------------------------------------------
 
-    @property
-    def info(self) -> EngineInfo:
-        return EngineInfo(
-            bundle=self._bundle,
-            base_model=self._manifest.base_model,
-            template=self._manifest.template,
-            stage1=bool(self._manifest.stage1),
-            adapters=self._adapters,
-            device=str(self._device),
-            dtype=str(next(self._model.parameters()).dtype).removeprefix("torch."),
-            batch_size=self.batch_size,
-            max_new_tokens=self.max_new_tokens,
-            max_prompt_tokens=self.max_prompt_tokens,
-        )
+    def _runs_on(self) -> tuple[str, str]:
+        return str(self._device), str(next(self._model.parameters()).dtype).removeprefix("torch.")
 
     @property
     def model(self):
         """The peft model (base plus named task adapters); hold :attr:`lock` to use it."""
         return self._model
-
-    @property
-    def tokenizer(self):
-        return self._tokenizer
 
     @property
     def lock(self) -> threading.RLock:
@@ -467,14 +484,13 @@ def same_length(first: Sequence, second: Sequence, first_name: str, second_name:
         raise ValueError(f"{len(first)} {first_name} but {len(second)} {second_name}")
 
 
-def _max_prompt_tokens(manifest: Manifest, model, max_new_tokens: int) -> int:
+def max_prompt_tokens(manifest: Manifest, context: int | None, max_new_tokens: int) -> int:
     """The prompt budget training used, when the manifest records it; else what fits the
-    model's context beside ``max_new_tokens``."""
+    model's ``context`` (its max_position_embeddings) beside ``max_new_tokens``."""
     training = manifest.training if isinstance(manifest.training, dict) else {}
     recorded = training.get("max_prompt_tokens")
     if isinstance(recorded, int) and recorded > 0:
         return recorded
-    context = getattr(model.config, "max_position_embeddings", None)
     if isinstance(context, int) and context > max_new_tokens:
         return min(context - max_new_tokens, 4 * _FALLBACK_MAX_PROMPT_TOKENS)
     return _FALLBACK_MAX_PROMPT_TOKENS

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.bundle import BUNDLE_BASE, BundleError, read_manifest
+from training.bundle import BUNDLE_BASE, BundleError, read_adapter_config, read_manifest
 from training.errors import HunkwiseError, first_line
 from training.output_dirs import check_writable
 
@@ -229,7 +229,7 @@ def _write_lora(gguf, adapter_dir: Path, config: dict, path: Path) -> None:
     import numpy as np
     from safetensors.numpy import load_file
 
-    settings = _read_json(adapter_dir / "adapter_config.json")
+    settings = read_adapter_config(adapter_dir)
     rank = int(settings["r"])
     alpha = float(settings.get("lora_alpha") or rank)
     # llama.cpp scales B @ A by alpha / rank; rsLoRA scales by alpha / sqrt(rank).

@@ -352,6 +352,47 @@ def _in_hub_cache(name: str) -> bool:
         raise HunkwiseError(f"base model {name!r} is not a valid hub id: {error}") from None
 
 
+def _base_source(name_or_path: str, bundle: Path | None) -> str:
+    """Where a base is loaded from: a hub id, a local model directory, or ``bundle/base``."""
+    if name_or_path == TINY:
+        raise HunkwiseError(
+            "the tiny preset is built, not loaded: train it with "
+            "`hunkwise train --base tiny` and load the bundle it writes"
+        )
+    if name_or_path == BUNDLE_BASE:
+        if bundle is None:
+            raise HunkwiseError(f"base {BUNDLE_BASE!r} needs the bundle it belongs to")
+        source = str(Path(bundle) / "base")
+        if not Path(source).is_dir():
+            raise HunkwiseError(
+                f"bundle {bundle} has no base/ directory; "
+                "retrain it with `hunkwise train-from-repo`"
+            )
+        return source
+    if is_local_path(name_or_path):
+        return str(_model_directory(name_or_path))
+    return name_or_path
+
+
+def load_tokenizer(
+    name_or_path: str, bundle: Path | None = None
+) -> tuple[PreTrainedTokenizerBase, int | None]:
+    """A base's tokenizer, as :func:`load_base` loads it (with a pad token), and its
+    context length (``max_position_embeddings``), without its weights: what a client of
+    a remote engine needs of the base."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    source = _base_source(name_or_path, bundle)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+    except (OSError, ValueError) as error:
+        raise _load_error(name_or_path, source, error) from error
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, getattr(config, "max_position_embeddings", None)
+
+
 def load_base(
     name_or_path: str, device: str = "auto", bundle: Path | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -367,25 +408,7 @@ def load_base(
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if name_or_path == TINY:
-        raise HunkwiseError(
-            "the tiny preset is built, not loaded: train it with "
-            "`hunkwise train --base tiny` and load the bundle it writes"
-        )
-    if name_or_path == BUNDLE_BASE:
-        if bundle is None:
-            raise HunkwiseError(f"base {BUNDLE_BASE!r} needs the bundle it belongs to")
-        source = str(Path(bundle) / "base")
-        if not Path(source).is_dir():
-            raise HunkwiseError(
-                f"bundle {bundle} has no base/ directory; "
-                "retrain it with `hunkwise train-from-repo`"
-            )
-    elif is_local_path(name_or_path):
-        source = str(_model_directory(name_or_path))
-    else:
-        source = name_or_path
-
+    source = _base_source(name_or_path, bundle)
     resolved = resolve_device(device)
     dtype = torch.float32
     if resolved.startswith("cuda"):

@@ -36,10 +36,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.bundle import BUNDLE_BASE, BundleError, check_compatible, read_manifest
-from training.engine import BundleParts, EngineInfo, GenerationRequest, clean_generated, hunk_text
+from training.bundle import BundleError, check_compatible, read_manifest
+from training.engine import (
+    BundleParts,
+    GenerationRequest,
+    clean_generated,
+    hunk_text,
+    max_prompt_tokens,
+)
 from training.errors import GenerationStopped, RuntimeFailure, first_line
 from training.hunks import Hunk
+from training.models import load_tokenizer
+from training.rnp import label_token_ids
 from training.tasks import DEFAULT_INSTRUCTIONS, RNP, TEMPLATE_NAME
 
 if TYPE_CHECKING:
@@ -60,7 +68,6 @@ DEFAULT_MODEL_NAME = "{task}"
 DEFAULT_TOP_LOGPROBS = 400
 FALLBACK_TOP_LOGPROBS = 20
 _RETRY_STATUS = frozenset({408, 429, 502, 503, 504})
-_FALLBACK_PROMPT_TOKENS = 1024
 
 
 class EngineUnavailable(RuntimeFailure):
@@ -115,9 +122,9 @@ class RemoteEngine(BundleParts):
         tokenizer,
         manifest: Manifest,
         bundle: Path,
-        served: Sequence[str],
         *,
         client: httpx.Client,
+        max_prompt_tokens: int,
         batch_size: int = 16,
         max_new_tokens: int = 128,
         concurrency: int = 4,
@@ -129,10 +136,9 @@ class RemoteEngine(BundleParts):
         if batch_size < 1 or concurrency < 1:
             raise ValueError("batch_size and concurrency must be at least 1")
         self.url = url
-        self._tokenizer = tokenizer
         self._model_name = model_name
-        self._init_bundle_parts(manifest, bundle, ())
-        self._adapters = tuple(t for t in manifest.tasks if self.is_served(t, served))
+        # Which adapters the engine serves: asked by :meth:`load`.
+        self._init_bundle_parts(manifest, bundle, (), tokenizer, max_prompt_tokens)
         self._client = client
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
@@ -140,19 +146,6 @@ class RemoteEngine(BundleParts):
         self._backoff = backoff
         self._top_logprobs = top_logprobs
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="hunkwise-engine")
-        training = manifest.training if isinstance(manifest.training, dict) else {}
-        budget = training.get("max_prompt_tokens")
-        self.max_prompt_tokens = (
-            budget if isinstance(budget, int) and budget > 0 else _FALLBACK_PROMPT_TOKENS
-        )
-        recorded = training.get("rnp_prompt_tokens")
-        self.rnp_prompt_tokens = (
-            min(recorded, self.max_prompt_tokens)
-            if isinstance(recorded, int) and recorded > 0
-            else self.max_prompt_tokens
-        )
-        from training.rnp import label_token_ids
-
         yes, no = label_token_ids(tokenizer, manifest.label_words)
         #: The label tokens as the engine prints them in its logprobs.
         self._label_texts = (tokenizer.decode([yes]), tokenizer.decode([no]))
@@ -191,7 +184,7 @@ class RemoteEngine(BundleParts):
             url = check_url(url)
         except ValueError as error:
             raise EngineUnavailable(f"engine {url!r}: {error}") from None
-        tokenizer = _load_tokenizer(bundle, manifest)
+        tokenizer, context = load_tokenizer(manifest.base_model, bundle)
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         client = httpx.Client(
@@ -207,8 +200,8 @@ class RemoteEngine(BundleParts):
             tokenizer,
             manifest,
             bundle,
-            (),
             client=client,
+            max_prompt_tokens=max_prompt_tokens(manifest, context, max_new_tokens),
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
             concurrency=concurrency,
@@ -252,24 +245,8 @@ class RemoteEngine(BundleParts):
 
     # -- what it runs ----------------------------------------------------------------------
 
-    @property
-    def info(self) -> EngineInfo:
-        return EngineInfo(
-            bundle=self._bundle,
-            base_model=self._manifest.base_model,
-            template=self._manifest.template,
-            stage1=bool(self._manifest.stage1),
-            adapters=self._adapters,
-            device=f"remote {self.url}",
-            dtype="as served",
-            batch_size=self.batch_size,
-            max_new_tokens=self.max_new_tokens,
-            max_prompt_tokens=self.max_prompt_tokens,
-        )
-
-    @property
-    def tokenizer(self):
-        return self._tokenizer
+    def _runs_on(self) -> tuple[str, str]:
+        return f"remote {self.url}", "as served"
 
     def prompt(self, task: str, instruction: str, input: str) -> str:
         """The prompt text sent for one request: the template rendered as the local engine
@@ -545,22 +522,6 @@ def _error_text(response) -> str:
         error = error.get("message")
     message = error or (body.get("detail") if isinstance(body, dict) else None) or body
     return first_line(str(message))[:200]
-
-
-def _load_tokenizer(bundle: Path, manifest: Manifest):
-    """The bundle's tokenizer: the one beside its embedded base, or the base model's."""
-    from transformers import AutoTokenizer
-
-    source = manifest.base_model
-    if source == BUNDLE_BASE:
-        source = str(bundle / "base")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
-    except (OSError, ValueError) as error:
-        raise BundleError(
-            f"cannot load the tokenizer of {manifest.base_model} for {bundle} ({first_line(error)})"
-        ) from None
-    return tokenizer
 
 
 def open_engine(

@@ -11,12 +11,11 @@ the GGUF files :mod:`training.gguf_export` writes.
 
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.bundle import BUNDLE_BASE, Manifest, read_manifest
+from training.bundle import BUNDLE_BASE, read_adapter_config, read_manifest
 from training.errors import HunkwiseError
 from training.remote import API_KEY_ENV, DEFAULT_TOP_LOGPROBS
 
@@ -49,16 +48,11 @@ class ServeCommand:
         return " ".join(shlex.quote(part) for part in self.argv)
 
 
-def adapter_problems(bundle: Path, manifest: Manifest) -> list[str]:
-    """Why vLLM or SGLang would refuse each adapter of ``bundle`` (empty: none)."""
+def adapter_problems(configs: dict[str, dict]) -> list[str]:
+    """Why vLLM or SGLang would refuse each adapter, by task, from its adapter_config.json
+    (empty: none)."""
     problems = []
-    for task, subdir in manifest.tasks.items():
-        path = Path(bundle) / subdir / "adapter_config.json"
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            problems.append(f"{task}: cannot read {path} ({error})")
-            continue
+    for task, config in configs.items():
         problems += [f"{task}: {problem}" for problem in _config_problems(config)]
     return problems
 
@@ -91,14 +85,6 @@ def _config_problems(config: dict) -> list[str]:
     return problems
 
 
-def max_rank(bundle: Path, manifest: Manifest) -> int:
-    ranks = []
-    for subdir in manifest.tasks.values():
-        config = json.loads((Path(bundle) / subdir / "adapter_config.json").read_text("utf-8"))
-        ranks.append(int(config.get("r") or 0))
-    return max(ranks, default=8)
-
-
 def serve_command(
     bundle: Path,
     engine: str,
@@ -126,7 +112,10 @@ def serve_command(
     url = f"http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}"
     if engine == "llama-cpp":
         return _llama_cpp(bundle, host, port, url, gguf_dir)
-    problems = adapter_problems(bundle, manifest)
+    configs = {
+        task: read_adapter_config(bundle / subdir) for task, subdir in manifest.tasks.items()
+    }
+    problems = adapter_problems(configs)
     if problems:
         raise EngineRefusal(
             f"{engine} would refuse the adapters of {bundle}: "
@@ -136,7 +125,7 @@ def serve_command(
     model = base or (
         str(bundle / "base") if manifest.base_model == BUNDLE_BASE else manifest.base_model
     )
-    rank = max_rank(bundle, manifest)
+    rank = max(int(config.get("r") or 0) for config in configs.values())
     limit = next(r for r in VLLM_RANKS if r >= rank)
     adapters = [f"{task}={bundle / subdir}" for task, subdir in manifest.tasks.items()]
     notes = (f"authentication: start it with --api-key KEY and set {API_KEY_ENV} in each editor",)
