@@ -360,3 +360,14 @@ def test_an_engine_allowing_fewer_logprobs_is_asked_for_fewer(tiny_bundle: Path)
         engine.close()
     assert asked == [400, 20, 20]  # refused once, then 20 for every batch
     assert engine._takes_batches is True
+
+
+def test_cli_review_refuses_an_engine_that_is_not_a_url(
+    tiny_bundle: Path, reviewed_repo: GitRepo
+) -> None:
+    result = hunkwise(
+        "review", "HEAD", "--bundle", str(tiny_bundle), "--engine", "gpu-box:8000",
+        cwd=reviewed_repo.path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "http(s) URL" in result.stderr and "Traceback" not in result.stderr
