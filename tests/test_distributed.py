@@ -110,7 +110,9 @@ class Probe(TrainerCallback):
             "micro_batches": self.micro,
             "steps": self.steps,
         }
-        print("PROBE " + json.dumps(probe), flush=True)
+        # One write of the whole line (atomic on a pipe, under PIPE_BUF): print writes the
+        # text and the newline apart, and the two ranks' lines could interleave.
+        os.write(1, ("PROBE " + json.dumps(probe) + "\\n").encode())
 
 
 callbacks = [Probe()]
